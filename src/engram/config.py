@@ -1,0 +1,182 @@
+"""Settings, layered: defaults < config file (TOML) < environment (ENGRAM_*) < arguments.
+
+The file is `ENGRAM_CONFIG` if set, else `$ENGRAM_HOME/config.toml` if it exists.
+Nested settings use `__` in the environment: `ENGRAM_EMBEDDER__MODEL=/path/to/model`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from engram.errors import ConfigError
+
+DEFAULT_HOME = Path("~/.engram")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbedderConfig(_Section):
+    """Which embedding model turns text into vectors."""
+
+    provider: str = Field(
+        default="sentence-transformers",
+        description="A registered embedder: 'sentence-transformers' (local) or 'openai' "
+        "(any OpenAI-compatible /v1/embeddings endpoint).",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Local model path or endpoint model name. None: the packaged "
+        "all-MiniLM-L6-v2 (offline).",
+    )
+    base_url: str | None = Field(default=None, description="Endpoint URL for 'openai'.")
+    api_key: str | None = Field(default=None, description="API key for 'openai'.")
+    dimensions: int | None = Field(
+        default=None, gt=0, description="Vector size, required for 'openai' unless probed."
+    )
+    batch_size: int = Field(default=64, gt=0, le=4096, description="Texts per forward pass.")
+    cache_size: int = Field(
+        default=8192, ge=0, description="Embeddings kept in the in-process LRU cache."
+    )
+    device: str = Field(default="cpu", description="torch device for local models.")
+    timeout_s: float = Field(default=30.0, gt=0, description="HTTP timeout for 'openai'.")
+
+
+class SearchConfig(_Section):
+    """Retrieval defaults."""
+
+    pipeline: str = Field(
+        default="hybrid", description="Name of the registered retrieval pipeline to use."
+    )
+    default_k: int = Field(default=10, gt=0, le=1000, description="Hits returned by default.")
+    max_k: int = Field(default=1000, gt=0, description="Largest k a caller may ask for.")
+    candidates: int = Field(
+        default=100, gt=0, description="Candidates each retriever feeds into fusion."
+    )
+    track_access: bool = Field(
+        default=True, description="Count search hits as accesses (buffered, flushed lazily)."
+    )
+
+
+class LimitsConfig(_Section):
+    """Input limits enforced at every public entry."""
+
+    max_text_chars: int = Field(default=32_000, gt=0, description="Longest memory text.")
+    max_query_chars: int = Field(default=4_096, gt=0, description="Longest search query.")
+    max_batch: int = Field(default=10_000, gt=0, description="Most messages in one add.")
+    max_metadata_bytes: int = Field(default=16_384, gt=0, description="Largest metadata JSON.")
+
+
+class SQLiteConfig(_Section):
+    """Embedded store tuning."""
+
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="FULL survives power loss; NORMAL (WAL) survives a process kill only.",
+    )
+    busy_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a writer lock.")
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the TOML config file chosen by arguments or environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init_kwargs: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._data = _read_config_file(init_kwargs)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _config_path(init_kwargs: dict[str, Any]) -> Path | None:
+    explicit = init_kwargs.get("config_file") or os.environ.get("ENGRAM_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    home = init_kwargs.get("home") or os.environ.get("ENGRAM_HOME") or DEFAULT_HOME
+    candidate = Path(home).expanduser() / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def _read_config_file(init_kwargs: dict[str, Any]) -> dict[str, Any]:
+    path = _config_path(init_kwargs)
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+class EngramConfig(BaseSettings):
+    """All of Engram's settings. Unknown keys are refused."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENGRAM_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Field(default=DEFAULT_HOME, description="Directory for the embedded store.")
+    config_file: Path | None = Field(default=None, description="TOML file with settings.")
+    database_url: str | None = Field(
+        default=None,
+        description="Store location: sqlite:///path/to.db. Default: $ENGRAM_HOME/engram.db.",
+    )
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    sqlite: SQLiteConfig = Field(default_factory=SQLiteConfig)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:///", "postgresql://")):
+            raise ValueError("database_url must start with sqlite:/// or postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs = getattr(init_settings, "init_kwargs", {})
+        return (init_settings, env_settings, _FileSource(settings_cls, init_kwargs))
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file this config points at."""
+        if self.database_url and self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).expanduser()
+        return self.home / "engram.db"
+
+
+def load_config(**overrides: Any) -> EngramConfig:
+    """Build the config from all layers; raise ConfigError with every problem listed."""
+    try:
+        return EngramConfig(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid Engram configuration: {problems}") from err

@@ -1,0 +1,129 @@
+"""MemCube: one owner's memories. The text tier lives here; other tiers plug in beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engram.embed.base import Embedder
+from engram.errors import NotFoundError
+from engram.store.base import Change, MemoryFilter, NewMemory, Store
+from engram.text.access import AccessRecorder
+from engram.text.ingest import index_text
+from engram.text.retrieval import QueryContext, Retriever
+from engram.types import (
+    CubeStats,
+    MemoryItem,
+    MemoryState,
+    Page,
+    SearchHit,
+    Version,
+    VersionEvent,
+)
+
+
+@dataclass
+class MemCube:
+    """All memories of one owner (e.g. 'user:alice'), strictly apart from every other cube."""
+
+    owner: str
+    id: int
+    store: Store
+    embedder: Embedder
+    access: AccessRecorder | None = None
+
+    # -- text tier --------------------------------------------------------------------
+
+    def add(self, rows: list[NewMemory]) -> list[MemoryItem]:
+        vectors = self.embedder.embed([row.index_text for row in rows])
+        return self.store.insert(self.id, rows, vectors)
+
+    def search(
+        self, query: str, k: int, flt: MemoryFilter, pipeline: Retriever, candidates: int
+    ) -> list[SearchHit]:
+        ctx = QueryContext(
+            self.store, self.id, query, flt, self.embedder.embed_one, candidates=candidates
+        )
+        ranked = pipeline.retrieve(ctx, k)
+        items = self.store.by_keys(self.id, [s.key for s in ranked])
+        if self.access is not None:
+            self.access.record([s.key for s in ranked])
+        return [SearchHit.of(items[s.key], s.score) for s in ranked if s.key in items]
+
+    def _key(self, memory_id: str) -> int:
+        found = self.store.locate(memory_id)
+        if found is None or found.cube != self.id:
+            raise NotFoundError(f"no memory {memory_id!r} for {self.owner}")
+        return found.key
+
+    def get(self, memory_id: str) -> MemoryItem:
+        key = self._key(memory_id)
+        item = self.store.by_keys(self.id, [key]).get(key)
+        if item is None:
+            raise NotFoundError(f"no memory {memory_id!r} for {self.owner}")
+        return item
+
+    def page(self, flt: MemoryFilter, limit: int, after: int | None) -> tuple[Page, int | None]:
+        items, next_key = self.store.page(self.id, flt, limit, after)
+        return Page(items=items), next_key
+
+    def iter_all(self, flt: MemoryFilter, batch: int = 500) -> Iterator[MemoryItem]:
+        after: int | None = None
+        while True:
+            items, after = self.store.page(self.id, flt, batch, after)
+            yield from items
+            if after is None:
+                return
+
+    def update(
+        self,
+        memory_id: str,
+        text: str | None,
+        metadata: dict[str, Any] | None,
+        reason: str | None,
+        event: VersionEvent = VersionEvent.UPDATE,
+    ) -> MemoryItem:
+        key = self._key(memory_id)
+        current = self.get(memory_id)
+        change = Change(event=event, metadata=metadata, reason=reason, source="api")
+        if text is not None and text != current.memory:
+            new_index = index_text(text, current.provenance.name)
+            change = Change(
+                event=event,
+                text=text,
+                index_text=new_index,
+                vector=self.embedder.embed_one(new_index),
+                metadata=metadata,
+                reason=reason,
+                source="api",
+            )
+        return self.store.change(self.id, key, change)
+
+    def archive(self, memory_id: str, reason: str | None) -> int:
+        return self.store.set_state(
+            self.id, [self._key(memory_id)], MemoryState.ARCHIVED, VersionEvent.DELETE, reason
+        )
+
+    def restore(self, memory_id: str, reason: str | None) -> int:
+        return self.store.set_state(
+            self.id, [self._key(memory_id)], MemoryState.ACTIVE, VersionEvent.RESTORE, reason
+        )
+
+    def purge(self, memory_id: str) -> int:
+        return self.store.purge(self.id, [self._key(memory_id)])
+
+    def archive_where(self, flt: MemoryFilter, reason: str | None) -> int:
+        keys = self.store.keys(self.id, flt)
+        return self.store.set_state(
+            self.id, keys, MemoryState.ARCHIVED, VersionEvent.DELETE, reason
+        )
+
+    def purge_where(self, flt: MemoryFilter) -> int:
+        return self.store.purge(self.id, self.store.keys(self.id, flt))
+
+    def history(self, memory_id: str) -> list[Version]:
+        return self.store.history(self.id, self._key(memory_id))
+
+    def stats(self) -> CubeStats:
+        return self.store.stats(self.id)

@@ -1,0 +1,47 @@
+"""Embedding providers, one registry read by config parsing and construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engram.config import EmbedderConfig
+from engram.embed.base import Embedder, EmbeddingError
+from engram.embed.cache import CachedEmbedder
+from engram.errors import ConfigError
+
+EmbedderFactory = Callable[[EmbedderConfig], Embedder]
+EMBEDDERS: dict[str, EmbedderFactory] = {}
+
+
+def register_embedder(name: str, factory: EmbedderFactory) -> None:
+    EMBEDDERS[name] = factory
+
+
+def _sentence_transformers(cfg: EmbedderConfig) -> Embedder:
+    from engram.embed.local import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+
+
+def _openai(cfg: EmbedderConfig) -> Embedder:
+    from engram.embed.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(
+        cfg.model, cfg.base_url, cfg.api_key, cfg.dimensions, cfg.batch_size, cfg.timeout_s
+    )
+
+
+register_embedder("sentence-transformers", _sentence_transformers)
+register_embedder("openai", _openai)
+
+
+def build_embedder(cfg: EmbedderConfig) -> Embedder:
+    """Construct the configured embedder, wrapped in the LRU cache when enabled."""
+    factory = EMBEDDERS.get(cfg.provider)
+    if factory is None:
+        raise ConfigError(f"unknown embedder provider {cfg.provider!r}; known: {sorted(EMBEDDERS)}")
+    embedder = factory(cfg)
+    return CachedEmbedder(embedder, cfg.cache_size) if cfg.cache_size else embedder
+
+
+__all__ = ["EMBEDDERS", "CachedEmbedder", "Embedder", "EmbeddingError", "build_embedder"]

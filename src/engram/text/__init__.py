@@ -1,0 +1,1 @@
+"""The plaintext memory tier: ingest, query analysis, retrieval strategies."""

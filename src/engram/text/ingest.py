@@ -1,0 +1,135 @@
+"""Turn what callers hand to `add` into validated messages and new memory rows (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from engram.config import LimitsConfig
+from engram.errors import ValidationError
+from engram.store.base import NewMemory
+from engram.types import Message, MemoryType
+
+MessagesInput = str | bytes | Mapping[str, Any] | Message | Sequence[str | Mapping[str, Any] | Message]
+
+
+def check_text(text: Any, limits: LimitsConfig, what: str = "memory text") -> str:
+    """A non-empty, valid UTF-8 string within the size limit, or a ValidationError."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValidationError(f"{what} is not valid UTF-8: {err}") from err
+    if not isinstance(text, str):
+        raise ValidationError(f"{what} must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"{what} is not valid UTF-8 (lone surrogate): {err}") from err
+    if "\x00" in text:
+        raise ValidationError(f"{what} contains a NUL character")
+    if not text.strip():
+        raise ValidationError(f"{what} is empty")
+    limit = limits.max_query_chars if what == "query" else limits.max_text_chars
+    if len(text) > limit:
+        raise ValidationError(f"{what} has {len(text):,} characters; the limit is {limit:,}")
+    return text
+
+
+def check_metadata(metadata: Any, limits: LimitsConfig) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    if not all(isinstance(k, str) for k in metadata):
+        raise ValidationError("metadata keys must be strings")
+    try:
+        encoded = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValidationError(f"metadata is not JSON-serialisable: {err}") from err
+    if len(encoded.encode("utf-8", "surrogatepass")) > limits.max_metadata_bytes:
+        raise ValidationError(
+            f"metadata is {len(encoded):,} bytes as JSON; the limit is {limits.max_metadata_bytes:,}"
+        )
+    return json.loads(encoded)
+
+
+def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
+    """Accept a string, one message (dict or Message) or a list of them."""
+    if isinstance(messages, str | bytes | Mapping | Message):
+        raw: list[Any] = [messages]
+    elif isinstance(messages, Sequence):
+        raw = list(messages)
+    else:
+        raise ValidationError(
+            f"messages must be a string, a message dict or a list of them, "
+            f"got {type(messages).__name__}"
+        )
+    if not raw:
+        raise ValidationError("messages is an empty list")
+    if len(raw) > limits.max_batch:
+        raise ValidationError(f"{len(raw):,} messages in one add; the limit is {limits.max_batch:,}")
+    out: list[Message] = []
+    for i, item in enumerate(raw):
+        where = f"message {i}" if len(raw) > 1 else "message"
+        if isinstance(item, str | bytes):
+            item = {"role": "user", "content": item}
+        if isinstance(item, Mapping):
+            content = item.get("content")
+            if "content" not in item:
+                raise ValidationError(f"{where} has no 'content'")
+            item = {**item, "content": check_text(content, limits, f"{where} content")}
+            try:
+                item = Message.model_validate(item)
+            except PydanticValidationError as err:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+                )
+                raise ValidationError(f"{where} is invalid: {problems}") from err
+        elif isinstance(item, Message):
+            check_text(item.content, limits, f"{where} content")
+        else:
+            raise ValidationError(f"{where} must be a string or a dict, got {type(item).__name__}")
+        out.append(item)
+    return out
+
+
+def index_text(text: str, name: str | None) -> str:
+    """What the retrievers see: the speaker's name belongs to what was said."""
+    return f"{name}: {text}" if name else text
+
+
+def new_rows(
+    messages: list[Message],
+    *,
+    mtype: MemoryType,
+    metadata: dict[str, Any],
+    user_id: str | None,
+    agent_id: str | None,
+    session_id: str | None,
+    timestamp: datetime | None,
+    source: str,
+) -> list[NewMemory]:
+    """One memory per message, each with its provenance."""
+    return [
+        NewMemory(
+            text=msg.content,
+            index_text=index_text(msg.content, msg.name),
+            type=mtype,
+            metadata=metadata,
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            source_id=msg.source_id,
+            turn_index=i,
+            role=msg.role,
+            name=msg.name,
+            occurred_at=msg.timestamp or timestamp,
+            source=source,
+        )
+        for i, msg in enumerate(messages)
+    ]

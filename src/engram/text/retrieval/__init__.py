@@ -1,0 +1,44 @@
+"""Retrieval pipelines by name: one registry read by config validation and construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engram.errors import ConfigError
+from engram.text.retrieval.base import QueryContext, Retriever
+from engram.text.retrieval.bm25 import BM25Retriever
+from engram.text.retrieval.dense import DenseRetriever
+from engram.text.retrieval.fusion import Fusion, RRFFusion, ZScoreFusion
+
+PIPELINES: dict[str, Callable[[], Retriever]] = {}
+
+
+def register_pipeline(name: str, factory: Callable[[], Retriever]) -> None:
+    """Make a retrieval pipeline selectable by name (config `search.pipeline`, CLI, bench)."""
+    PIPELINES[name] = factory
+
+
+def build_pipeline(name: str) -> Retriever:
+    factory = PIPELINES.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown retrieval pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
+    return factory()
+
+
+register_pipeline("bm25", BM25Retriever)
+register_pipeline("dense", DenseRetriever)
+register_pipeline("rrf", lambda: RRFFusion([BM25Retriever(), DenseRetriever()]))
+register_pipeline("hybrid", lambda: ZScoreFusion([BM25Retriever(), DenseRetriever()]))
+
+__all__ = [
+    "PIPELINES",
+    "BM25Retriever",
+    "DenseRetriever",
+    "Fusion",
+    "QueryContext",
+    "RRFFusion",
+    "Retriever",
+    "ZScoreFusion",
+    "build_pipeline",
+    "register_pipeline",
+]

@@ -1,0 +1,141 @@
+"""Typed values that cross Engram's public API: messages, memory items, provenance, hits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryType(str, Enum):
+    """What kind of text memory an item is. Extensible: unknown strings are refused."""
+
+    TURN = "turn"
+    FACT = "fact"
+    PREFERENCE = "preference"
+    EVENT = "event"
+    SUMMARY = "summary"
+    EXPERIENCE = "experience"
+    DOCUMENT = "document"
+    NOTE = "note"
+
+
+class MemoryState(str, Enum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class VersionEvent(str, Enum):
+    """Why a version of a memory exists."""
+
+    ADD = "add"
+    UPDATE = "update"
+    MERGE = "merge"
+    DELETE = "delete"
+    RESTORE = "restore"
+
+
+class Message(_Strict):
+    """One chat message as given to `Memory.add`."""
+
+    role: str = Field(default="user", description="user, assistant, system, tool ...")
+    content: str = Field(description="The message text.")
+    name: str | None = Field(default=None, description="Speaker name, if any.")
+    timestamp: datetime | None = Field(default=None, description="When it was said.")
+    source_id: str | None = Field(
+        default=None, description="Caller's id for this turn (e.g. a LoCoMo dia_id)."
+    )
+
+
+class Provenance(_Strict):
+    """Where a memory came from."""
+
+    owner: str = Field(description="The MemCube owner, e.g. 'user:alice'.")
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    source_id: str | None = Field(default=None, description="Caller-given id of the source.")
+    turn_index: int | None = Field(default=None, description="Position in the added batch.")
+    role: str | None = None
+    name: str | None = None
+    timestamp: datetime | None = Field(default=None, description="When it happened.")
+    source: str = Field(default="api", description="How it arrived: api, import:locomo ...")
+
+
+class MemoryItem(_Strict):
+    """One text memory with its metadata, provenance and statistics."""
+
+    id: str
+    memory: str = Field(description="The memory text.")
+    type: MemoryType = MemoryType.TURN
+    state: MemoryState = MemoryState.ACTIVE
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance
+    version: int = 1
+    created_at: datetime
+    updated_at: datetime
+    access_count: int = 0
+    last_accessed_at: datetime | None = None
+
+
+class Version(_Strict):
+    """One entry in a memory's history."""
+
+    version: int
+    event: VersionEvent
+    memory: str | None = Field(description="The text at this version (None once purged).")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+    source: str | None = Field(default=None, description="What caused the change.")
+    at: datetime
+
+
+class SearchHit(_Strict):
+    """A memory returned by search, with its score and provenance."""
+
+    id: str
+    memory: str
+    score: float
+    type: MemoryType
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: MemoryItem, score: float) -> SearchHit:
+        return cls(
+            id=item.id,
+            memory=item.memory,
+            score=score,
+            type=item.type,
+            metadata=item.metadata,
+            provenance=item.provenance,
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+        )
+
+
+class Page(_Strict):
+    """One page of `get_all`; pass `next_cursor` back to get the next one."""
+
+    items: list[MemoryItem]
+    next_cursor: str | None = None
+
+
+class CubeStats(_Strict):
+    """Counts for one MemCube."""
+
+    owner: str
+    active: int
+    archived: int
+    by_type: dict[str, int]
+    sessions: int
+    first_at: datetime | None = None
+    last_at: datetime | None = None
