@@ -13,7 +13,7 @@ from engram.errors import (
     StoreError,
     ValidationError,
 )
-from engram.memory import Memory
+from engram.memory import AddRequest, Memory
 from engram.types import (
     CubeStats,
     MemoryItem,
@@ -30,6 +30,7 @@ from engram.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddRequest",
     "AsyncMemory",
     "ConfigError",
     "CubeStats",

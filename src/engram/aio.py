@@ -34,6 +34,7 @@ class AsyncMemory:
         self.sync = memory or Memory(config, **overrides)
 
     add = _awaitable(Memory.add)
+    add_batch = _awaitable(Memory.add_batch)
     search = _awaitable(Memory.search)
     get = _awaitable(Memory.get)
     get_all = _awaitable(Memory.get_all)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from engram.scope import (
     parse_memory_type,
     parse_time,
 )
-from engram.store.base import Store
+from engram.store.base import NewMemory, Store
 from engram.text.access import AccessRecorder
 from engram.text.ingest import MessagesInput, check_metadata, check_text, new_rows, to_messages
 from engram.text.retrieval import Retriever, build_pipeline
@@ -40,6 +41,20 @@ def open_store(config: EngramConfig, dim: int) -> Store:
         synchronous=config.sqlite.synchronous,
         busy_timeout_s=config.sqlite.busy_timeout_s,
     )
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    """The arguments of one `Memory.add`, for `Memory.add_batch`."""
+
+    messages: MessagesInput
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    timestamp: datetime | str | None = None
+    memory_type: MemoryType | str = MemoryType.TURN
+    source: str = "api"
 
 
 class Memory:
@@ -130,21 +145,59 @@ class Memory:
         A message whose `source_id` already exists in the owner's cube is not stored twice:
         the existing memory is returned in its place (imports are idempotent).
         """
-        scope = Scope.of(user_id, agent_id, session_id)
-        msgs = to_messages(messages, self.config.limits)
+        request = AddRequest(
+            messages, user_id, agent_id, session_id, metadata, timestamp, memory_type, source
+        )
+        return self.add_batch([request])[0]
+
+    def add_batch(
+        self,
+        requests: Sequence[AddRequest],
+        *,
+        chunk_size: int = 512,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[MemoryItem]]:
+        """Many adds at once. Every request is validated before anything is written; then
+        rows are embedded and written `chunk_size` at a time (one transaction per chunk and
+        owner). `progress(n)` is called with the number of rows written so far."""
+        planned: list[tuple[Scope, list[NewMemory]]] = []
+        for i, req in enumerate(requests):
+            try:
+                planned.append(self._plan(req))
+            except ValidationError as err:
+                where = f"request {i}: " if len(requests) > 1 else ""
+                raise ValidationError(f"{where}{err}") from err
+        by_owner: dict[str, list[int]] = {}
+        for i, (scope, _) in enumerate(planned):
+            by_owner.setdefault(str(scope.owner), []).append(i)
+        stored: list[list[MemoryItem]] = [[] for _ in planned]
+        done = 0
+        for indices in by_owner.values():
+            cube = self.cube(planned[indices[0]][0], create=True)
+            assert cube is not None
+            slots = [(i, row) for i in indices for row in planned[i][1]]
+            for start in range(0, len(slots), chunk_size):
+                chunk = slots[start : start + chunk_size]
+                for (i, _), item in zip(chunk, cube.add([row for _, row in chunk]), strict=True):
+                    stored[i].append(item)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done)
+        return stored
+
+    def _plan(self, req: AddRequest) -> tuple[Scope, list[NewMemory]]:
+        scope = Scope.of(req.user_id, req.agent_id, req.session_id)
         rows = new_rows(
-            msgs,
-            mtype=parse_memory_type(memory_type),
-            metadata=check_metadata(metadata, self.config.limits),
+            to_messages(req.messages, self.config.limits),
+            mtype=parse_memory_type(req.memory_type),
+            metadata=check_metadata(req.metadata, self.config.limits),
             user_id=scope.user_id,
             agent_id=scope.agent_id,
             session_id=scope.session_id,
-            timestamp=parse_time(timestamp, "timestamp"),
-            source=check_id(source, "source"),
+            timestamp=parse_time(req.timestamp, "timestamp"),
+            source=check_id(req.source, "source"),
         )
-        cube = self.cube(scope, create=True)
-        assert cube is not None
-        return cube.add(rows)
+        return scope, rows
 
     def search(
         self,

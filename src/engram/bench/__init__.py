@@ -1,0 +1,1 @@
+"""Benchmark harnesses (`engram bench ...`). The library never imports this package."""

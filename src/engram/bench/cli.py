@@ -1,0 +1,73 @@
+"""`engram bench ...` subcommands. Each writes JSON (with its config) and a docs section."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks; results go to docs/benchmarks.md.", no_args_is_help=True)
+
+ResultsOpt = Annotated[Path, typer.Option(help="Folder for JSON results.")]
+DocOpt = Annotated[Path, typer.Option(help="Markdown file whose section is rewritten.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _command() -> str:
+    return "engram " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from err
+
+
+@bench_app.command("ingest")
+def ingest(
+    data: Annotated[
+        Path | None, typer.Option(help="LoCoMo-format JSON (default: the bundled sample).")
+    ] = None,
+    convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
+    pipeline: Annotated[str, typer.Option(help="Retrieval pipeline.")] = "hybrid",
+    k: Annotated[int, typer.Option("-k", help="Hits per search.")] = 10,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest turns/s and search p50/p95 (query embedding included)."""
+    from engram.bench import ingest as bench
+    from engram.bench.report import save_json, write_section
+
+    sample = resources.files("engram") / "data" / "sample_conversation.json"
+    with resources.as_file(sample) as default:
+        result = bench.run(data or default, _ints(convs) or None, pipeline, k)
+    save_json(results, "ingest", result)
+    write_section(doc, "ingest", bench.markdown(result, _command()))
+    print(json.dumps(result) if as_json else json.dumps(result["total"], indent=2))
+
+
+@bench_app.command("vectors")
+def vectors(
+    sizes: Annotated[str, typer.Option(help="Index sizes.")] = "1000,10000,100000",
+    dim: Annotated[int, typer.Option(help="Vector dimension.")] = 384,
+    k: Annotated[int, typer.Option("-k", help="Top k.")] = 100,
+    queries: Annotated[int, typer.Option(help="Queries per size.")] = 200,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Exact top-k latency: numpy matrix vs faiss vs sqlite-vec (when installed)."""
+    from engram.bench import vectors as bench
+    from engram.bench.report import save_json, write_section
+
+    result = bench.run(_ints(sizes), dim, k, queries)
+    save_json(results, "vectors", result)
+    write_section(doc, "vectors", bench.markdown(result, _command()))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command()))

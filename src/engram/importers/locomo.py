@@ -1,0 +1,174 @@
+"""Reader for conversations in the LoCoMo format (Maharana et al., ACL 2024).
+
+Accepts any file with the same shape: a list of samples with `sample_id`, `conversation`
+(`speaker_a`, `speaker_b`, `session_<n>` lists of turns with `speaker`, `dia_id`, `text` or
+`clean_text`, optional `blip_caption`; `session_<n>_date_time`) and optional `qa`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engram.errors import ValidationError
+
+_SESSION_KEY = re.compile(r"^session_(\d+)$")
+_LOCOMO_TIME = re.compile(
+    r"^\s*(\d{1,2}):(\d{2})\s*([ap]\.?m\.?)\s+on\s+(\d{1,2})\s+([A-Za-z]+),?\s+(\d{4})\s*$",
+    re.IGNORECASE,
+)
+_MONTHS = {
+    name: i
+    for i, names in enumerate(
+        [("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
+         ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
+         ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+         ("dec", "december")],
+        start=1,
+    )
+    for name in names
+}
+_EVIDENCE_SPLIT = re.compile(r"[;,\s]+")
+
+
+@dataclass(frozen=True)
+class Turn:
+    dia_id: str
+    speaker: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Session:
+    index: int
+    date_text: str | None
+    date: datetime | None
+    turns: list[Turn]
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    answer: str | None
+    category: int | None
+    evidence: list[str]  # resolvable dia_ids only
+
+
+@dataclass(frozen=True)
+class Conversation:
+    sample_id: str
+    speakers: tuple[str, str]
+    sessions: list[Session]
+    questions: list[Question] = field(default_factory=list)
+
+    @property
+    def turns(self) -> list[tuple[Session, Turn]]:
+        return [(s, t) for s in self.sessions for t in s.turns]
+
+
+def parse_session_time(text: str | None) -> datetime | None:
+    """'1:56 pm on 8 May, 2023' -> datetime; ISO-8601 also accepted; else None."""
+    if not text:
+        return None
+    match = _LOCOMO_TIME.match(text)
+    if match:
+        hour, minute, ampm, day, month, year = match.groups()
+        month_no = _MONTHS.get(month.lower())
+        if month_no is None:
+            return None
+        h = int(hour) % 12 + (12 if ampm.lower().startswith("p") else 0)
+        try:
+            return datetime(int(year), month_no, int(day), h, int(minute))
+        except ValueError:
+            return None
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+
+
+def turn_text(turn: dict[str, Any]) -> str:
+    """The turn as the paper's RAG saw it: text, plus '[shares <caption>]' for images."""
+    text = turn.get("text", turn.get("clean_text"))
+    if not isinstance(text, str):
+        raise ValidationError(f"turn {turn.get('dia_id')!r} has no text")
+    caption = turn.get("blip_caption")
+    return f"{text} [shares {caption}]" if isinstance(caption, str) and caption else text
+
+
+def _sessions(conv: dict[str, Any], sample_id: str) -> list[Session]:
+    sessions = []
+    numbers = sorted(int(m.group(1)) for k in conv if (m := _SESSION_KEY.match(k)))
+    for n in numbers:
+        raw = conv[f"session_{n}"]
+        if not isinstance(raw, list):
+            raise ValidationError(f"{sample_id}: session_{n} is not a list of turns")
+        date_text = conv.get(f"session_{n}_date_time")
+        turns = []
+        for j, turn in enumerate(raw):
+            if not isinstance(turn, dict) or "dia_id" not in turn or "speaker" not in turn:
+                raise ValidationError(
+                    f"{sample_id}: session_{n} turn {j} needs 'speaker', 'dia_id' and 'text'"
+                )
+            turns.append(Turn(str(turn["dia_id"]), str(turn["speaker"]), turn_text(turn)))
+        sessions.append(Session(n, date_text, parse_session_time(date_text), turns))
+    return sessions
+
+
+def clean_evidence(evidence: Any, known: set[str]) -> list[str]:
+    """Split evidence strings on ';', ',' and whitespace; keep ids that resolve."""
+    if not isinstance(evidence, list):
+        return []
+    ids: list[str] = []
+    for item in evidence:
+        for token in _EVIDENCE_SPLIT.split(str(item)):
+            if token in known and token not in ids:
+                ids.append(token)
+    return ids
+
+
+def parse_conversation(sample: Any, position: int) -> Conversation:
+    if not isinstance(sample, dict) or not isinstance(sample.get("conversation"), dict):
+        raise ValidationError(f"sample {position} has no 'conversation' object")
+    sample_id = str(sample.get("sample_id", f"conv-{position}"))
+    conv = sample["conversation"]
+    sessions = _sessions(conv, sample_id)
+    if not sessions:
+        raise ValidationError(f"{sample_id}: no session_<n> lists found")
+    known = {t.dia_id for s in sessions for t in s.turns}
+    questions = [
+        Question(
+            question=str(q["question"]),
+            answer=None if q.get("answer") is None else str(q["answer"]),
+            category=q.get("category"),
+            evidence=clean_evidence(q.get("evidence"), known),
+        )
+        for q in sample.get("qa") or []
+        if isinstance(q, dict) and isinstance(q.get("question"), str)
+    ]
+    speakers = (str(conv.get("speaker_a", "")), str(conv.get("speaker_b", "")))
+    return Conversation(sample_id, speakers, sessions, questions)
+
+
+def read_locomo(path: Path | str) -> list[Conversation]:
+    """Parse a LoCoMo-format JSON file; raise ValidationError naming what is wrong."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValidationError(f"cannot read {path} as JSON: {err}") from err
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise ValidationError(f"{path}: expected a list of LoCoMo samples")
+    return [parse_conversation(sample, i) for i, sample in enumerate(data)]
+
+
+def looks_like_locomo(path: Path) -> bool:
+    """Cheap sniff: a JSON document (not JSON lines) whose samples have 'conversation'."""
+    with path.open("rb") as fh:
+        head = fh.read(4096).lstrip()
+    return head.startswith(b"[") or (head.startswith(b"{") and b'"conversation"' in head)

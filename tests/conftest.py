@@ -1,0 +1,70 @@
+"""Shared fixtures: one real MiniLM embedder per session, one Memory per test on tmp_path.
+
+No test may touch ~/.engram: every ENGRAM_* variable is cleared and ENGRAM_HOME points at
+a temporary directory, for the session and again for each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _engram_helpers import HashEmbedder
+from engram import Memory
+from engram.config import EmbedderConfig
+from engram.embed import Embedder, build_embedder
+
+REAL_HOME = Path("~/.engram").expanduser()
+
+
+def _clear_engram_env(mp: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("ENGRAM_"):
+            mp.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-wide guard: ENGRAM_* cleared, models offline, ~/.engram never created."""
+    existed = REAL_HOME.exists()
+    with pytest.MonkeyPatch.context() as mp:
+        _clear_engram_env(mp)
+        mp.setenv("ENGRAM_HOME", str(tmp_path_factory.mktemp("session-home")))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        mp.setenv("TOKENIZERS_PARALLELISM", "false")
+        yield
+    if not existed:
+        assert not REAL_HOME.exists(), "the test suite created ~/.engram"
+
+
+@pytest.fixture(autouse=True)
+def _engram_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each test: no inherited ENGRAM_* settings, ENGRAM_HOME a fresh temporary directory."""
+    _clear_engram_env(monkeypatch)
+    home = tmp_path_factory.mktemp("engram-home")
+    monkeypatch.setenv("ENGRAM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real default embedder (packaged all-MiniLM-L6-v2 behind the LRU cache), loaded once."""
+    return build_embedder(EmbedderConfig())
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder(64)
+
+
+@pytest.fixture
+def memory(tmp_path: Path, embedder: Embedder) -> Iterator[Memory]:
+    mem = Memory(home=tmp_path, embedder=embedder)
+    try:
+        yield mem
+    finally:
+        mem.close()
