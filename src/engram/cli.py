@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engram.config import EmbedderConfig, load_config
+from engram.embed import Embedder, build_embedder
 from engram.errors import EngramError, ValidationError
+from engram.bench.cli import bench_app
 from engram.memory import Memory
 from engram.types import MemoryItem, SearchHit
 
@@ -78,10 +82,17 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+@functools.cache
+def _embedder(settings: str) -> Embedder:
+    """One embedder per process and configuration (the model loads once)."""
+    return build_embedder(EmbedderConfig.model_validate_json(settings))
+
+
 @contextmanager
 def opened() -> Iterator[Memory]:
     overrides: dict[str, Any] = {} if state.home is None else {"home": state.home}
-    memory = Memory(**overrides)
+    config = load_config(**overrides)
+    memory = Memory(config, embedder=_embedder(config.embedder.model_dump_json()))
     try:
         yield memory
     finally:
@@ -424,11 +435,18 @@ def demo() -> None:
     out.print("Try: engram search 'greyhound' -u maya-tomas   |   engram list -u maya-tomas")
 
 
-def main() -> None:
-    from engram.bench.cli import bench_app
+app.add_typer(bench_app, name="bench")
 
-    app.add_typer(bench_app, name="bench")
-    app()
+
+def normalize_argv(args: list[str]) -> list[str]:
+    """`--json` is global; accept it after the command too (`engram search q --json`)."""
+    if "--json" in args and "bench" not in args:
+        return ["--json", *[a for a in args if a != "--json"]]
+    return args
+
+
+def main() -> None:
+    app(args=normalize_argv(sys.argv[1:]), prog_name="engram")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class Memory:
         if config is not None and overrides:
             raise ConfigError("pass either a config object or keyword settings, not both")
         self.config = config or load_config(**overrides)
+        self._owns = (embedder is None, store is None)  # close only what we opened
         self.embedder = embedder or build_embedder(self.config.embedder)
         self.store = store or open_store(self.config, self.embedder.dim)
         self.store.check_embedder(self.embedder.name, self.embedder.dim)
@@ -363,11 +364,14 @@ class Memory:
         return self.store.owners()
 
     def close(self) -> None:
-        """Flush buffered statistics and close the store."""
+        """Flush buffered statistics; close the store and embedder if this object opened them."""
         if self.access is not None:
             self.access.flush()
-        self.store.close()
-        self.embedder.close()
+        owns_embedder, owns_store = self._owns
+        if owns_store:
+            self.store.close()
+        if owns_embedder:
+            self.embedder.close()
 
     def __enter__(self) -> Memory:
         return self
