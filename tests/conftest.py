@@ -20,7 +20,7 @@ from engram.embed import Embedder, build_embedder
 REAL_HOME = Path("~/.engram").expanduser()
 
 
-def _clear_engram_env(mp: pytest.MonkeyPatch) -> None:
+def _clearengram_home(mp: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ENGRAM_"):
             mp.delenv(name)
@@ -31,7 +31,7 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     """Session-wide guard: ENGRAM_* cleared, models offline, ~/.engram never created."""
     existed = REAL_HOME.exists()
     with pytest.MonkeyPatch.context() as mp:
-        _clear_engram_env(mp)
+        _clearengram_home(mp)
         mp.setenv("ENGRAM_HOME", str(tmp_path_factory.mktemp("session-home")))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -42,9 +42,9 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 
 @pytest.fixture(autouse=True)
-def _engram_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def engram_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each test: no inherited ENGRAM_* settings, ENGRAM_HOME a fresh temporary directory."""
-    _clear_engram_env(monkeypatch)
+    _clearengram_home(monkeypatch)
     home = tmp_path_factory.mktemp("engram-home")
     monkeypatch.setenv("ENGRAM_HOME", str(home))
     return home

@@ -29,8 +29,9 @@ def _awaitable(
 class AsyncMemory:
     """Async facade over a Memory; safe to call from many tasks at once."""
 
-    def __init__(self, config: EngramConfig | None = None, *, memory: Memory | None = None,
-                 **overrides: Any):
+    def __init__(
+        self, config: EngramConfig | None = None, *, memory: Memory | None = None, **overrides: Any
+    ):
         self.sync = memory or Memory(config, **overrides)
 
     add = _awaitable(Memory.add)

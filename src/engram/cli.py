@@ -16,10 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engram.bench.cli import bench_app
 from engram.config import EmbedderConfig, load_config
 from engram.embed import Embedder, build_embedder
 from engram.errors import EngramError, ValidationError
-from engram.bench.cli import bench_app
 from engram.memory import Memory
 from engram.types import MemoryItem, SearchHit
 
@@ -51,7 +51,8 @@ SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session
 @app.callback()
 def _global(
     home: Annotated[
-        Path | None, typer.Option("--home", help="Store directory (default: $ENGRAM_HOME or ~/.engram).")
+        Path | None,
+        typer.Option("--home", help="Store directory (default: $ENGRAM_HOME or ~/.engram)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -143,8 +144,9 @@ def _items_table(items: list[MemoryItem], title: str) -> Table:
     table.add_column("memory", ratio=1)
     for item in items:
         style = "dim" if item.state.value == "archived" else None
-        table.add_row(item.id[:8], item.type.value, _when(item), _source(item), item.memory,
-                      style=style)
+        table.add_row(
+            item.id[:8], item.type.value, _when(item), _source(item), item.memory, style=style
+        )
     return table
 
 
@@ -159,15 +161,22 @@ def add(
     role: Annotated[str, typer.Option(help="Message role.")] = "user",
     timestamp: Annotated[str | None, typer.Option(help="ISO-8601 time it happened.")] = None,
     memory_type: Annotated[str, typer.Option("--type", help="turn, fact, summary ...")] = "turn",
-    meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value (repeatable).")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="key=value (repeatable).")
+    ] = None,
 ) -> None:
     """Remember one message."""
     content = sys.stdin.read() if text == "-" else text
     with opened() as memory:
         items = memory.add(
             {"role": role, "content": content, "name": name},
-            user_id=user, agent_id=agent, session_id=session, metadata=_meta(meta),
-            timestamp=timestamp, memory_type=memory_type, source="cli",
+            user_id=user,
+            agent_id=agent,
+            session_id=session,
+            metadata=_meta(meta),
+            timestamp=timestamp,
+            memory_type=memory_type,
+            source="cli",
         )
     if state.as_json:
         _emit([_dump(i) for i in items])
@@ -193,8 +202,16 @@ def search(
     """Find the memories most relevant to a query, with provenance."""
     with opened() as memory:
         hits = memory.search(
-            query, user_id=user, agent_id=agent, session_id=session, k=k, types=types,
-            since=since, until=until, filters=_meta(where), pipeline=pipeline,
+            query,
+            user_id=user,
+            agent_id=agent,
+            session_id=session,
+            k=k,
+            types=types,
+            since=since,
+            until=until,
+            filters=_meta(where),
+            pipeline=pipeline,
         )
     if state.as_json:
         _emit([_dump(h) for h in hits])
@@ -224,8 +241,13 @@ def list_(
     """List an owner's memories, oldest first, a page at a time."""
     with opened() as memory:
         page = memory.get_all(
-            user_id=user, agent_id=agent, session_id=session, limit=limit, cursor=cursor,
-            types=types, include_archived=archived,
+            user_id=user,
+            agent_id=agent,
+            session_id=session,
+            limit=limit,
+            cursor=cursor,
+            types=types,
+            include_archived=archived,
         )
     if state.as_json:
         _emit(_dump(page))
@@ -246,8 +268,12 @@ def show(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
         return
     out.print(f"[bold]{item.memory}[/]")
     fields = {
-        "id": item.id, "type": item.type.value, "state": item.state.value,
-        "version": item.version, "created": item.created_at, "updated": item.updated_at,
+        "id": item.id,
+        "type": item.type.value,
+        "state": item.state.value,
+        "version": item.version,
+        "created": item.created_at,
+        "updated": item.updated_at,
         "accessed": f"{item.access_count} times, last {item.last_accessed_at or 'never'}",
         "metadata": json.dumps(item.metadata, ensure_ascii=False),
         **{f"provenance.{k}": v for k, v in item.provenance.model_dump().items() if v is not None},
@@ -269,8 +295,13 @@ def history(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> Non
     for col in ("v", "event", "at", "reason", "memory"):
         table.add_column(col, ratio=1 if col == "memory" else None)
     for v in versions:
-        table.add_row(str(v.version), v.event.value, v.at.strftime("%Y-%m-%d %H:%M:%S"),
-                      v.reason or "", v.memory or "")
+        table.add_row(
+            str(v.version),
+            v.event.value,
+            v.at.strftime("%Y-%m-%d %H:%M:%S"),
+            v.reason or "",
+            v.memory or "",
+        )
     out.print(table)
 
 
@@ -320,19 +351,32 @@ def import_(
 
     from engram.importers import import_file
 
-    with opened() as memory, Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=err, disable=state.as_json,
-    ) as bar:
+    with (
+        opened() as memory,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=state.as_json,
+        ) as bar,
+    ):
         task = bar.add_task(f"importing {path.name}", total=None)
         report = import_file(
-            memory, path, fmt,  # type: ignore[arg-type]
-            user_id=user, user_prefix=prefix,
+            memory,
+            path,
+            fmt,  # type: ignore[arg-type]
+            user_id=user,
+            user_prefix=prefix,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     summary = {
-        "format": report.format, "owners": report.owners, "rows": report.rows,
-        "stored": report.stored, "seconds": round(report.seconds, 2),
+        "format": report.format,
+        "owners": report.owners,
+        "rows": report.rows,
+        "stored": report.stored,
+        "seconds": round(report.seconds, 2),
         "rows_per_s": round(report.rows_per_s, 1),
     }
     if state.as_json:
@@ -349,7 +393,9 @@ def import_(
 def export(
     user: UserOpt = None,
     agent: AgentOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
     archived: Annotated[bool, typer.Option("--archived", help="Include archived.")] = False,
 ) -> None:
     """Export memories as JSON lines (all owners unless one is given)."""
@@ -358,7 +404,8 @@ def export(
     try:
         with opened() as memory:
             scopes = (
-                [{"user_id": user, "agent_id": agent}] if user or agent
+                [{"user_id": user, "agent_id": agent}]
+                if user or agent
                 else [_owner_kwargs(o) for o in memory.owners()]
             )
             for scope in scopes:
@@ -383,7 +430,8 @@ def stats(user: UserOpt = None, agent: AgentOpt = None) -> None:
     """Counts per owner (all owners unless one is given)."""
     with opened() as memory:
         scopes = (
-            [{"user_id": user, "agent_id": agent}] if user or agent
+            [{"user_id": user, "agent_id": agent}]
+            if user or agent
             else [_owner_kwargs(o) for o in memory.owners()]
         )
         rows = [memory.stats(**scope) for scope in scopes]
@@ -396,9 +444,15 @@ def stats(user: UserOpt = None, agent: AgentOpt = None) -> None:
         table.add_column(col)
     for r in rows:
         types = ", ".join(f"{k} {v}" for k, v in sorted(r.by_type.items()))
-        table.add_row(r.owner, str(r.active), str(r.archived), str(r.sessions), types,
-                      f"{r.first_at:%Y-%m-%d}" if r.first_at else "",
-                      f"{r.last_at:%Y-%m-%d}" if r.last_at else "")
+        table.add_row(
+            r.owner,
+            str(r.active),
+            str(r.archived),
+            str(r.sessions),
+            types,
+            f"{r.first_at:%Y-%m-%d}" if r.first_at else "",
+            f"{r.last_at:%Y-%m-%d}" if r.last_at else "",
+        )
     out.print(table)
 
 
@@ -429,7 +483,8 @@ def demo() -> None:
                 p = hit.provenance
                 out.print(
                     f"  {hit.score:6.2f}  [dim]{p.source_id} {p.timestamp:%d %b %Y}[/] "
-                    f"{p.name}: {hit.memory}", highlight=False,
+                    f"{p.name}: {hit.memory}",
+                    highlight=False,
                 )
             out.print()
     out.print("Try: engram search 'greyhound' -u maya-tomas   |   engram list -u maya-tomas")

@@ -257,7 +257,11 @@ class Memory:
             raise ValidationError("limit must be an integer from 1 to 1000")
         scope = Scope.of(user_id, agent_id, session_id)
         flt = build_filter(
-            scope, types=types, since=since, until=until, filters=filters,
+            scope,
+            types=types,
+            since=since,
+            until=until,
+            filters=filters,
             include_archived=include_archived,
         )
         after = decode_cursor(cursor)

@@ -77,7 +77,9 @@ def parse_time(value: Any, what: str) -> datetime | None:
     raise ValidationError(f"{what} must be an ISO-8601 string or a datetime")
 
 
-def parse_types(types: Iterable[str | MemoryType] | str | MemoryType | None) -> tuple[MemoryType, ...]:
+def parse_types(
+    types: Iterable[str | MemoryType] | str | MemoryType | None,
+) -> tuple[MemoryType, ...]:
     if types is None:
         return ()
     if isinstance(types, str | MemoryType):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +13,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class MemoryType(str, Enum):
+class MemoryType(StrEnum):
     """What kind of text memory an item is. Extensible: unknown strings are refused."""
 
     TURN = "turn"
@@ -26,12 +26,12 @@ class MemoryType(str, Enum):
     NOTE = "note"
 
 
-class MemoryState(str, Enum):
+class MemoryState(StrEnum):
     ACTIVE = "active"
     ARCHIVED = "archived"
 
 
-class VersionEvent(str, Enum):
+class VersionEvent(StrEnum):
     """Why a version of a memory exists."""
 
     ADD = "add"

@@ -62,8 +62,14 @@ def run(data: Path, convs: list[int] | None, pipeline: str, k: int) -> dict[str,
     turns = sum(r.turns for r in results)
     all_ms = [ms for r in results for ms in r.search_ms]
     return {
-        "config": {"data": str(data), "convs": convs, "pipeline": pipeline, "k": k,
-                   "embedder": embedder.name, "embedding_cache": False},
+        "config": {
+            "data": str(data),
+            "convs": convs,
+            "pipeline": pipeline,
+            "k": k,
+            "embedder": embedder.name,
+            "embedding_cache": False,
+        },
         "conversations": [r.summary() for r in results],
         "total": {
             "turns": turns,

@@ -78,11 +78,16 @@ def run(sizes: list[int], dim: int, k: int, queries: int, seed: int = 0) -> dict
                 t = time.perf_counter()
                 search(q)
                 times.append((time.perf_counter() - t) * 1000)
-            rows.append({
-                "index": name, "n": n, "available": True, "build_s": round(build_s, 3),
-                "p50_ms": round(percentile(times, 0.5), 3),
-                "p95_ms": round(percentile(times, 0.95), 3),
-            })
+            rows.append(
+                {
+                    "index": name,
+                    "n": n,
+                    "available": True,
+                    "build_s": round(build_s, 3),
+                    "p50_ms": round(percentile(times, 0.5), 3),
+                    "p95_ms": round(percentile(times, 0.95), 3),
+                }
+            )
     return {"config": {"sizes": sizes, "dim": dim, "k": k, "queries": queries}, "rows": rows}
 
 

@@ -53,8 +53,9 @@ class SentenceTransformerEmbedder(Embedder):
             ) from err
         _quiet_transformers()
         self._model = SentenceTransformer(str(path), device=device)
-        dim_of = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        dim_of = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
         )
         dim = dim_of()
         if not dim:

@@ -119,7 +119,12 @@ class Store(Protocol):
         """Apply a new version to one memory."""
 
     def set_state(
-        self, cube: int, keys: list[int], state: MemoryState, event: VersionEvent, reason: str | None
+        self,
+        cube: int,
+        keys: list[int],
+        state: MemoryState,
+        event: VersionEvent,
+        reason: str | None,
     ) -> int:
         """Archive or restore memories, one version each; returns how many changed."""
 

@@ -119,9 +119,7 @@ def lexical_sql(cube: int, terms: list[str], k: int, flt: MemoryFilter) -> tuple
     return sql, [match_expression(cube, terms), cube, *params, k]
 
 
-def page_sql(
-    cube: int, flt: MemoryFilter, limit: int, after: int | None
-) -> tuple[str, list[Any]]:
+def page_sql(cube: int, flt: MemoryFilter, limit: int, after: int | None) -> tuple[str, list[Any]]:
     where, params = filter_clause(flt)
     sql = (
         f"SELECT {MEMORY_COLUMNS} FROM {FROM_MEMORIES} "

@@ -220,9 +220,23 @@ class SQLiteStore:
             "session_id, source_id, turn_index, role, name, occurred_at, source, created_at, "
             "updated_at, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING key",
             (
-                str(uuid.uuid4()), cube, row.type.value, row.text, metadata, row.user_id,
-                row.agent_id, row.session_id, row.source_id, row.turn_index, row.role, row.name,
-                occurred, row.source, now, now, encode_vector(vec),
+                str(uuid.uuid4()),
+                cube,
+                row.type.value,
+                row.text,
+                metadata,
+                row.user_id,
+                row.agent_id,
+                row.session_id,
+                row.source_id,
+                row.turn_index,
+                row.role,
+                row.name,
+                occurred,
+                row.source,
+                now,
+                now,
+                encode_vector(vec),
             ),
         ).fetchone()[0]
         conn.execute(
@@ -266,8 +280,16 @@ class SQLiteStore:
             conn.execute(
                 "INSERT INTO versions (memory_key, version, event, text, metadata, reason, "
                 "source, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, version, change.event.value, text, metadata, change.reason,
-                 change.source, now),
+                (
+                    key,
+                    version,
+                    change.event.value,
+                    text,
+                    metadata,
+                    change.reason,
+                    change.source,
+                    now,
+                ),
             )
             old, new = self._bump(conn, cube)
         if change.vector is not None:
@@ -277,7 +299,12 @@ class SQLiteStore:
         return self.by_keys(cube, [key])[key]
 
     def set_state(
-        self, cube: int, keys: list[int], state: MemoryState, event: VersionEvent, reason: str | None
+        self,
+        cube: int,
+        keys: list[int],
+        state: MemoryState,
+        event: VersionEvent,
+        reason: str | None,
     ) -> int:
         now = _now()
         changed: list[int] = []
@@ -400,8 +427,13 @@ class SQLiteStore:
         )
         return [
             Version(
-                version=r[0], event=VersionEvent(r[1]), memory=r[2], metadata=json.loads(r[3]),
-                reason=r[4], source=r[5], at=sql.from_iso(r[6]),
+                version=r[0],
+                event=VersionEvent(r[1]),
+                memory=r[2],
+                metadata=json.loads(r[3]),
+                reason=r[4],
+                source=r[5],
+                at=sql.from_iso(r[6]),
             )
             for r in rows
         ]
@@ -448,7 +480,9 @@ class SQLiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"read failed: {err}") from err
-        return self._index.load(cube, rev[0] if rev else 0, [r[0] for r in rows], [r[1] for r in rows])
+        return self._index.load(
+            cube, rev[0] if rev else 0, [r[0] for r in rows], [r[1] for r in rows]
+        )
 
     def _blobs(self, cube: int, keys: list[int]) -> list[bytes]:
         found: dict[int, bytes] = {}
@@ -468,8 +502,9 @@ class SQLiteStore:
     def stats(self, cube: int) -> CubeStats:
         owner = self._read("SELECT owner FROM cubes WHERE id = ?", (cube,))[0][0]
         states = dict(
-            self._read("SELECT state, COUNT(*) FROM memories WHERE cube_id = ? GROUP BY state",
-                       (cube,))
+            self._read(
+                "SELECT state, COUNT(*) FROM memories WHERE cube_id = ? GROUP BY state", (cube,)
+            )
         )
         by_type = dict(
             self._read(
@@ -510,9 +545,29 @@ def _statements(script: str) -> list[str]:
 
 
 def _item(row: tuple[Any, ...]) -> MemoryItem:
-    (_key, mid, mtype, state, text, metadata, user_id, agent_id, session_id, source_id,
-     turn_index, role, name, occurred_at, source, version, created_at, updated_at,
-     access_count, last_accessed_at, owner) = row
+    (
+        _key,
+        mid,
+        mtype,
+        state,
+        text,
+        metadata,
+        user_id,
+        agent_id,
+        session_id,
+        source_id,
+        turn_index,
+        role,
+        name,
+        occurred_at,
+        source,
+        version,
+        created_at,
+        updated_at,
+        access_count,
+        last_accessed_at,
+        owner,
+    ) = row
     return MemoryItem(
         id=mid,
         memory=text,
@@ -520,9 +575,16 @@ def _item(row: tuple[Any, ...]) -> MemoryItem:
         state=MemoryState(state),
         metadata=json.loads(metadata),
         provenance=Provenance(
-            owner=owner, user_id=user_id, agent_id=agent_id, session_id=session_id,
-            source_id=source_id, turn_index=turn_index, role=role, name=name,
-            timestamp=sql.from_iso(occurred_at), source=source,
+            owner=owner,
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            source_id=source_id,
+            turn_index=turn_index,
+            role=role,
+            name=name,
+            timestamp=sql.from_iso(occurred_at),
+            source=source,
         ),
         version=version,
         created_at=sql.from_iso(created_at),

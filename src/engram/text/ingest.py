@@ -12,9 +12,11 @@ from pydantic import ValidationError as PydanticValidationError
 from engram.config import LimitsConfig
 from engram.errors import ValidationError
 from engram.store.base import NewMemory
-from engram.types import Message, MemoryType
+from engram.types import MemoryType, Message
 
-MessagesInput = str | bytes | Mapping[str, Any] | Message | Sequence[str | Mapping[str, Any] | Message]
+MessagesInput = (
+    str | bytes | Mapping[str, Any] | Message | Sequence[str | Mapping[str, Any] | Message]
+)
 
 
 def check_text(text: Any, limits: LimitsConfig, what: str = "memory text") -> str:
@@ -72,7 +74,9 @@ def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
     if not raw:
         raise ValidationError("messages is an empty list")
     if len(raw) > limits.max_batch:
-        raise ValidationError(f"{len(raw):,} messages in one add; the limit is {limits.max_batch:,}")
+        raise ValidationError(
+            f"{len(raw):,} messages in one add; the limit is {limits.max_batch:,}"
+        )
     out: list[Message] = []
     for i, item in enumerate(raw):
         where = f"message {i}" if len(raw) > 1 else "message"

@@ -21,7 +21,9 @@ def register_pipeline(name: str, factory: Callable[[], Retriever]) -> None:
 def build_pipeline(name: str) -> Retriever:
     factory = PIPELINES.get(name)
     if factory is None:
-        raise ConfigError(f"unknown retrieval pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
+        raise ConfigError(
+            f"unknown retrieval pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}"
+        )
     return factory()
 
 
