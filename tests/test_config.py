@@ -133,7 +133,7 @@ def test_unknown_keys_in_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="search.fuzziness"):
         load_config(search={"fuzziness": 2})
     with pytest.raises(ConfigError, match="embedder.modle"):
-        Memory(home=tmp_path, embedder={"modle": "x"})
+        Memory(load_config(home=tmp_path, embedder={"modle": "x"}))
 
 
 def test_bad_values_are_config_errors(engram_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,11 +184,20 @@ def test_unknown_embedder_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match="unknown embedder provider 'word2vec'; known:"):
         build_embedder(EmbedderConfig(provider="word2vec"))
     with pytest.raises(ConfigError, match="'word2vec'"):
-        Memory(home=tmp_path, embedder={"provider": "word2vec"})
+        Memory(load_config(home=tmp_path, embedder={"provider": "word2vec"}))
     monkeypatch.setenv("ENGRAM_EMBEDDER__PROVIDER", "cohere")
     with pytest.raises(ConfigError, match="unknown embedder provider 'cohere'"):
         Memory(home=tmp_path)
     assert not (tmp_path / "engram.db").exists()
+
+
+def test_embedder_settings_passed_as_a_keyword_are_not_mistaken_for_an_embedder(
+    tmp_path: Path,
+) -> None:
+    """Every other config section can be given as a keyword (`search={...}`, `limits={...}`);
+    `embedder={...}` must be read as settings too, or refused clearly, never crash later."""
+    with pytest.raises(ConfigError):
+        Memory(home=tmp_path, embedder={"provider": "word2vec"})
 
 
 def test_embedder_settings_are_checked(tmp_path: Path) -> None:

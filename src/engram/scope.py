@@ -23,7 +23,24 @@ def check_id(value: Any, what: str) -> str:
         raise ValidationError(
             f"{what} must be a non-empty string of at most 128 printable characters"
         )
+    check_utf8(value, what)
     return value
+
+
+def check_utf8(value: Any, what: str) -> None:
+    """Strings anywhere in `value` must encode as UTF-8 (no lone surrogates)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValidationError(f"{what} is not valid UTF-8: {err.reason}") from err
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_utf8(key, what)
+            check_utf8(item, what)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_utf8(item, what)
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,7 @@ def build_filter(
 ) -> MemoryFilter:
     if filters is not None and not isinstance(filters, dict):
         raise ValidationError("filters must be a dict of metadata conditions")
+    check_utf8(filters, "filters")
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start and end and _naive(start) > _naive(end):
         raise ValidationError("since is later than until")

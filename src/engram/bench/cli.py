@@ -71,3 +71,28 @@ def vectors(
     save_json(results, "vectors", result)
     write_section(doc, "vectors", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))
+
+
+@bench_app.command("locomo")
+def locomo(
+    data: Annotated[Path, typer.Option(help="LoCoMo-format JSON file.")],
+    convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
+    ks: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "1,5,10,25,50",
+    pipeline: Annotated[str, typer.Option(help="Retrieval pipeline to measure.")] = "hybrid",
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Evidence recall@k, MRR, NDCG@10, latency and ingest speed vs BM25 and dense."""
+    from engram.bench import locomo as bench
+    from engram.bench.report import save_json, write_section
+
+    if not data.is_file():
+        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    result = bench.run(data, _ints(ks), pipeline, _ints(convs) or None)
+    save_json(results, "locomo", result)
+    plot_path = doc.parent / "img" / "locomo-recall.png"
+    plotted = bench.plot(result, plot_path)
+    rel = str(plot_path.relative_to(doc.parent)) if plotted else None
+    write_section(doc, "locomo", bench.markdown(result, _command(), rel))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))

@@ -11,6 +11,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from engram.config import LimitsConfig
 from engram.errors import ValidationError
+from engram.scope import check_id
 from engram.store.base import NewMemory
 from engram.types import MemoryType, Message
 
@@ -53,10 +54,13 @@ def check_metadata(metadata: Any, limits: LimitsConfig) -> dict[str, Any]:
         encoded = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValidationError(f"metadata is not JSON-serialisable: {err}") from err
-    if len(encoded.encode("utf-8", "surrogatepass")) > limits.max_metadata_bytes:
-        raise ValidationError(
-            f"metadata is {len(encoded):,} bytes as JSON; the limit is {limits.max_metadata_bytes:,}"
-        )
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"metadata is not valid UTF-8 (lone surrogate): {err}") from err
+    if size > limits.max_metadata_bytes:
+        limit = limits.max_metadata_bytes
+        raise ValidationError(f"metadata is {size:,} bytes as JSON; the limit is {limit:,}")
     return json.loads(encoded)
 
 
@@ -98,6 +102,10 @@ def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
             check_text(item.content, limits, f"{where} content")
         else:
             raise ValidationError(f"{where} must be a string or a dict, got {type(item).__name__}")
+        for attr in ("role", "name", "source_id"):
+            value = getattr(item, attr)
+            if value is not None:
+                check_id(value, f"{where} {attr}")
         out.append(item)
     return out
 
