@@ -54,10 +54,7 @@ def all_table_bytes(path: Path) -> dict[str, bytes]:
     """Every cell of every table (FTS5 shadow tables included) as bytes, per table."""
     conn = sqlite3.connect(path)
     try:
-        tables = [
-            r[0]
-            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        ]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         dump: dict[str, bytes] = {}
         for table in tables:
             chunks: list[bytes] = []

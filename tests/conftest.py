@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from _engram_helpers import HashEmbedder
 from engram import Memory
 from engram.config import EmbedderConfig
 from engram.embed import Embedder, build_embedder
@@ -20,7 +19,7 @@ from engram.embed import Embedder, build_embedder
 REAL_HOME = Path("~/.engram").expanduser()
 
 
-def _clearengram_home(mp: pytest.MonkeyPatch) -> None:
+def _clear_engram_vars(mp: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ENGRAM_"):
             mp.delenv(name)
@@ -31,7 +30,7 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     """Session-wide guard: ENGRAM_* cleared, models offline, ~/.engram never created."""
     existed = REAL_HOME.exists()
     with pytest.MonkeyPatch.context() as mp:
-        _clearengram_home(mp)
+        _clear_engram_vars(mp)
         mp.setenv("ENGRAM_HOME", str(tmp_path_factory.mktemp("session-home")))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -44,7 +43,7 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 @pytest.fixture(autouse=True)
 def engram_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each test: no inherited ENGRAM_* settings, ENGRAM_HOME a fresh temporary directory."""
-    _clearengram_home(monkeypatch)
+    _clear_engram_vars(monkeypatch)
     home = tmp_path_factory.mktemp("engram-home")
     monkeypatch.setenv("ENGRAM_HOME", str(home))
     return home
@@ -54,11 +53,6 @@ def engram_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 def embedder() -> Embedder:
     """The real default embedder (packaged all-MiniLM-L6-v2 behind the LRU cache), loaded once."""
     return build_embedder(EmbedderConfig())
-
-
-@pytest.fixture
-def hash_embedder() -> HashEmbedder:
-    return HashEmbedder(64)
 
 
 @pytest.fixture

@@ -23,8 +23,11 @@ LIMITS = {"max_text_chars": 100, "max_query_chars": 50, "max_batch": 5, "max_met
 def mem(tmp_path, embedder) -> Iterator[Memory]:
     """A memory with small limits and one existing memory for alice."""
     m = Memory(home=tmp_path, embedder=embedder, limits=LIMITS)
-    m.add(["The sunset over the ocean was orange.", "I parked the car on level 3."],
-          user_id="alice", metadata={"kind": "note", "n": 1})
+    m.add(
+        ["The sunset over the ocean was orange.", "I parked the car on level 3."],
+        user_id="alice",
+        metadata={"kind": "note", "n": 1},
+    )
     try:
         yield m
     finally:
@@ -51,7 +54,7 @@ def _cursor(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-# -- add: texts and messages ----------------------------------------------------------------
+# -- add: texts and messages -----------------------------------------------------------------------
 
 ADD_CASES = [
     pytest.param("", "message content is empty", id="empty"),
@@ -61,8 +64,9 @@ ADD_CASES = [
     pytest.param(b"\xff\xfe\xfd", "not valid UTF-8", id="invalid-utf8-bytes-2"),
     pytest.param("abc\ud800def", "lone surrogate", id="lone-surrogate"),
     pytest.param("before\x00after", "NUL character", id="nul"),
-    pytest.param(123, "messages must be a string, a message dict or a list of them, got int",
-                 id="int"),
+    pytest.param(
+        123, "messages must be a string, a message dict or a list of them, got int", id="int"
+    ),
     pytest.param(None, "got NoneType", id="none"),
     pytest.param(4.5, "got float", id="float"),
     pytest.param([], "messages is an empty list", id="empty-list"),
@@ -73,14 +77,21 @@ ADD_CASES = [
     pytest.param({"role": "user"}, "message has no 'content'", id="no-content"),
     pytest.param({"content": "hi", "mood": "happy"}, "message is invalid: mood", id="extra-key"),
     pytest.param({"content": "hi", "role": 7}, "message is invalid: role", id="bad-role"),
-    pytest.param({"content": "hi", "timestamp": "last tuesday"}, "message is invalid: timestamp",
-                 id="bad-message-timestamp"),
+    pytest.param(
+        {"content": "hi", "timestamp": "last tuesday"},
+        "message is invalid: timestamp",
+        id="bad-message-timestamp",
+    ),
     pytest.param(["fine", ""], "message 1 content is empty", id="second-empty"),
-    pytest.param(["fine", "also fine", 7], "message 2 must be a string or a dict, got int",
-                 id="third-int"),
+    pytest.param(
+        ["fine", "also fine", 7], "message 2 must be a string or a dict, got int", id="third-int"
+    ),
     pytest.param([Message(content="   ")], "message content is empty", id="blank-Message"),
-    pytest.param([{"content": "ok"}, {"content": "y" * 101}], "message 1 content has 101",
-                 id="second-oversized"),
+    pytest.param(
+        [{"content": "ok"}, {"content": "y" * 101}],
+        "message 1 content has 101",
+        id="second-oversized",
+    ),
 ]
 
 
@@ -99,7 +110,7 @@ def test_valid_utf8_bytes_are_decoded(mem: Memory) -> None:
     assert item.memory == "café ☕"
 
 
-# -- add: metadata, type, time, owner, ids ---------------------------------------------------
+# -- add: metadata, type, time, owner, ids ---------------------------------------------------------
 
 
 class _Opaque:
@@ -109,23 +120,32 @@ class _Opaque:
 ADD_KWARG_CASES = [
     pytest.param({"metadata": "tag=1"}, "metadata must be a JSON object, got str", id="meta-str"),
     pytest.param({"metadata": ["a"]}, "metadata must be a JSON object, got list", id="meta-list"),
-    pytest.param({"metadata": {"a": _Opaque()}}, "metadata is not JSON-serialisable",
-                 id="meta-object"),
+    pytest.param(
+        {"metadata": {"a": _Opaque()}}, "metadata is not JSON-serialisable", id="meta-object"
+    ),
     pytest.param({"metadata": {"a": {1, 2}}}, "metadata is not JSON-serialisable", id="meta-set"),
-    pytest.param({"metadata": {"a": float("nan")}}, "metadata is not JSON-serialisable",
-                 id="meta-nan"),
+    pytest.param(
+        {"metadata": {"a": float("nan")}}, "metadata is not JSON-serialisable", id="meta-nan"
+    ),
     pytest.param({"metadata": {1: "a"}}, "metadata keys must be strings", id="meta-int-key"),
     pytest.param({"metadata": {"blob": "z" * 300}}, "the limit is 200", id="meta-too-big"),
     pytest.param({"metadata": {"a": "bad\ud800"}}, "metadata", id="meta-lone-surrogate"),
     pytest.param({"metadata": {"bad\udfff": 1}}, "metadata", id="meta-key-lone-surrogate"),
-    pytest.param({"memory_type": "thought"}, "unknown memory type 'thought'; use one of turn",
-                 id="unknown-type"),
+    pytest.param(
+        {"memory_type": "thought"},
+        "unknown memory type 'thought'; use one of turn",
+        id="unknown-type",
+    ),
     pytest.param({"memory_type": ""}, "unknown memory type", id="empty-type"),
-    pytest.param({"timestamp": "yesterday"}, "timestamp 'yesterday' is not an ISO-8601",
-                 id="ts-garbage"),
+    pytest.param(
+        {"timestamp": "yesterday"}, "timestamp 'yesterday' is not an ISO-8601", id="ts-garbage"
+    ),
     pytest.param({"timestamp": "2024-13-45"}, "is not an ISO-8601", id="ts-impossible-date"),
-    pytest.param({"timestamp": 1700000000}, "timestamp must be an ISO-8601 string or a datetime",
-                 id="ts-int"),
+    pytest.param(
+        {"timestamp": 1700000000}, "timestamp must be an ISO-8601 string or a datetime", id="ts-int"
+    ),
+    pytest.param({"timestamp": "0001-01-01T00:00:00+05:00"}, "timestamp", id="ts-underflows-utc"),
+    pytest.param({"timestamp": "9999-12-31T23:59:59-05:00"}, "timestamp", id="ts-overflows-utc"),
     pytest.param({"session_id": ""}, "session_id must be a non-empty string", id="empty-session"),
     pytest.param({"session_id": "s\n1"}, "session_id must be", id="control-char-session"),
     pytest.param({"source": ""}, "source must be a non-empty string", id="empty-source"),
@@ -161,8 +181,9 @@ def test_add_rejects_bad_owner(mem: Memory, kwargs: dict[str, Any], match: str) 
     [
         pytest.param({"content": "hi", "name": "Al\ud800"}, "name", id="lone-surrogate-name"),
         pytest.param({"content": "hi", "role": "us\udc00er"}, "role", id="lone-surrogate-role"),
-        pytest.param({"content": "hi", "source_id": "D\ud8001"}, "source_id",
-                     id="lone-surrogate-source-id"),
+        pytest.param(
+            {"content": "hi", "source_id": "D\ud8001"}, "source_id", id="lone-surrogate-source-id"
+        ),
     ],
 )
 def test_add_rejects_unencodable_message_fields(mem: Memory, message: dict, match: str) -> None:
@@ -175,8 +196,15 @@ def test_user_id_of_exactly_128_chars_is_accepted(mem: Memory) -> None:
 
 
 def test_weird_metadata_keys_round_trip(mem: Memory) -> None:
-    meta = {"": 1, "with space": 2, "dots.in.key": 3, "ключ": 4, 'quote"key': 5, "$in": 6,
-            "emoji 🎉": "value ☃"}
+    meta = {
+        "": 1,
+        "with space": 2,
+        "dots.in.key": 3,
+        "ключ": 4,
+        'quote"key': 5,
+        "$in": 6,
+        "emoji 🎉": "value ☃",
+    }
     [item] = mem.add("Odd keys.", user_id="alice", metadata=meta)
     assert mem.get(item.id).metadata == meta
     # a dotted key is one key, not a JSON path into nested objects
@@ -184,11 +212,12 @@ def test_weird_metadata_keys_round_trip(mem: Memory) -> None:
         item.id
     ]
     for key in ("with space", "ключ", 'quote"key', "", "$in", "a'b", "x" * 129):
-        _rejects(mem, lambda k=key: mem.get_all(user_id="alice", filters={k: 1}),
-                 "metadata filter key")
+        _rejects(
+            mem, lambda k=key: mem.get_all(user_id="alice", filters={k: 1}), "metadata filter key"
+        )
 
 
-# -- search ------------------------------------------------------------------------------------
+# -- search ----------------------------------------------------------------------------------------
 
 SEARCH_CASES = [
     pytest.param({"query": ""}, "query is empty", id="empty-query"),
@@ -206,32 +235,46 @@ SEARCH_CASES = [
     pytest.param({"k": 2.0}, "k must be an integer", id="k-float"),
     pytest.param({"k": "3"}, "k must be an integer", id="k-str"),
     pytest.param({"filters": "kind=note"}, "filters must be a dict", id="filters-str"),
-    pytest.param({"filters": {"kind": {"$regex": "n.*"}}},
-                 "unknown metadata filter operator '\\$regex'; use one of \\$eq", id="op-regex"),
-    pytest.param({"filters": {"kind": {"$nin": ["a"]}}}, "unknown metadata filter operator",
-                 id="op-nin"),
-    pytest.param({"filters": {"kind": {"eq": "note"}}}, "unknown metadata filter operator 'eq'",
-                 id="op-no-dollar"),
+    pytest.param(
+        {"filters": {"kind": {"$regex": "n.*"}}},
+        "unknown metadata filter operator '\\$regex'; use one of \\$eq",
+        id="op-regex",
+    ),
+    pytest.param(
+        {"filters": {"kind": {"$nin": ["a"]}}}, "unknown metadata filter operator", id="op-nin"
+    ),
+    pytest.param(
+        {"filters": {"kind": {"eq": "note"}}},
+        "unknown metadata filter operator 'eq'",
+        id="op-no-dollar",
+    ),
     pytest.param({"filters": {"kind": {}}}, "kind", id="op-empty-dict"),
-    pytest.param({"filters": {"kind": {"$in": []}}}, "kind.\\$in needs a non-empty list",
-                 id="in-empty"),
-    pytest.param({"filters": {"kind": {"$in": "note"}}}, "needs a non-empty list",
-                 id="in-not-list"),
-    pytest.param({"filters": {"kind": {"$in": [["a"]]}}}, "values must be scalars",
-                 id="in-nested"),
-    pytest.param({"filters": {"n": {"$gt": [1]}}}, "n.\\$gt value must be a scalar",
-                 id="gt-list"),
-    pytest.param({"filters": {"kind": ["note"]}}, "kind.\\$eq value must be a scalar",
-                 id="eq-list"),
+    pytest.param(
+        {"filters": {"kind": {"$in": []}}}, "kind.\\$in needs a non-empty list", id="in-empty"
+    ),
+    pytest.param(
+        {"filters": {"kind": {"$in": "note"}}}, "needs a non-empty list", id="in-not-list"
+    ),
+    pytest.param({"filters": {"kind": {"$in": [["a"]]}}}, "values must be scalars", id="in-nested"),
+    pytest.param({"filters": {"n": {"$gt": [1]}}}, "n.\\$gt value must be a scalar", id="gt-list"),
+    pytest.param(
+        {"filters": {"kind": ["note"]}}, "kind.\\$eq value must be a scalar", id="eq-list"
+    ),
     pytest.param({"filters": {"bad key!": 1}}, "metadata filter key 'bad key!'", id="bad-key"),
-    pytest.param({"filters": {"a;DROP TABLE memories": 1}}, "metadata filter key",
-                 id="injection-key"),
+    pytest.param(
+        {"filters": {"a;DROP TABLE memories": 1}}, "metadata filter key", id="injection-key"
+    ),
     pytest.param({"types": "thought"}, "unknown memory type 'thought'", id="bad-type"),
     pytest.param({"types": ["fact", "bogus"]}, "unknown memory type 'bogus'", id="bad-type-list"),
     pytest.param({"since": "soon"}, "since 'soon' is not an ISO-8601", id="bad-since"),
     pytest.param({"until": 5}, "until must be an ISO-8601 string or a datetime", id="bad-until"),
-    pytest.param({"since": "2024-02-01", "until": "2024-01-01"}, "since is later than until",
-                 id="since-after-until"),
+    pytest.param(
+        {"since": "2024-02-01", "until": "2024-01-01"},
+        "since is later than until",
+        id="since-after-until",
+    ),
+    pytest.param({"since": "0001-01-01T00:00:00+05:00"}, "since", id="since-underflows-utc"),
+    pytest.param({"until": "9999-12-31T23:59:59-05:00"}, "until", id="until-overflows-utc"),
     pytest.param({"session_id": ""}, "session_id must be", id="bad-session"),
     pytest.param({"user_id": None}, "give user_id or agent_id", id="no-owner"),
     pytest.param({"user_id": "a\x7fb"}, "user_id must be", id="del-char-owner"),
@@ -255,14 +298,19 @@ def test_search_rejects_bad_input(mem: Memory, kwargs: dict[str, Any], match: st
 )
 def test_bad_filters_are_refused_even_for_an_owner_without_memories(mem: Memory, filters) -> None:
     """Validation must not depend on whether the owner happens to have a cube yet."""
-    _rejects(mem, lambda: mem.search("sunset", user_id="newcomer", filters=filters),
-             "metadata filter")
+    _rejects(
+        mem, lambda: mem.search("sunset", user_id="newcomer", filters=filters), "metadata filter"
+    )
     _rejects(mem, lambda: mem.get_all(user_id="newcomer", filters=filters), "metadata filter")
 
 
 def test_unknown_pipeline_is_refused(mem: Memory) -> None:
-    _rejects(mem, lambda: mem.search("sunset", user_id="alice", pipeline="magic"),
-             "unknown retrieval pipeline 'magic'; known: bm25, dense", err=ConfigError)
+    _rejects(
+        mem,
+        lambda: mem.search("sunset", user_id="alice", pipeline="magic"),
+        "unknown retrieval pipeline 'magic'; known: bm25, dense",
+        err=ConfigError,
+    )
 
 
 FTS_QUERIES = [
@@ -320,25 +368,29 @@ def test_unknown_owner_gets_empty_results(mem: Memory) -> None:
     assert "user:stranger" not in mem.owners()
 
 
-# -- get_all -----------------------------------------------------------------------------------
+# -- get_all ---------------------------------------------------------------------------------------
 
 GET_ALL_CASES = [
     pytest.param({"limit": 0}, "limit must be an integer from 1 to 1000", id="limit0"),
     pytest.param({"limit": 1001}, "limit must be an integer from 1 to 1000", id="limit-big"),
     pytest.param({"limit": True}, "limit must be an integer", id="limit-bool"),
     pytest.param({"limit": "10"}, "limit must be an integer", id="limit-str"),
-    pytest.param({"cursor": "not a cursor!"}, "cursor 'not a cursor!' is not one Engram issued",
-                 id="cursor-garbage"),
+    pytest.param(
+        {"cursor": "not a cursor!"},
+        "cursor 'not a cursor!' is not one Engram issued",
+        id="cursor-garbage",
+    ),
     pytest.param({"cursor": 10}, "cursor must be a string", id="cursor-int"),
     pytest.param({"cursor": _cursor(b"x12")}, "is not one Engram issued", id="cursor-wrong-tag"),
     pytest.param({"cursor": _cursor(b"kabc")}, "is not one Engram issued", id="cursor-not-int"),
-    pytest.param({"cursor": _cursor(b"\xff\xfe")}, "is not one Engram issued",
-                 id="cursor-binary"),
+    pytest.param({"cursor": _cursor(b"\xff\xfe")}, "is not one Engram issued", id="cursor-binary"),
     pytest.param({"cursor": "ñ"}, "is not one Engram issued", id="cursor-non-ascii"),
-    pytest.param({"cursor": _cursor(b"k" + b"9" * 40)}, "is not one Engram issued",
-                 id="cursor-huge-int"),
-    pytest.param({"filters": {"kind": {"$like": "%"}}}, "unknown metadata filter operator",
-                 id="bad-op"),
+    pytest.param(
+        {"cursor": _cursor(b"k" + b"9" * 40)}, "is not one Engram issued", id="cursor-huge-int"
+    ),
+    pytest.param(
+        {"filters": {"kind": {"$like": "%"}}}, "unknown metadata filter operator", id="bad-op"
+    ),
     pytest.param({"types": "nope"}, "unknown memory type", id="bad-type"),
     pytest.param({"since": "2024-99-99"}, "not an ISO-8601", id="bad-since"),
 ]
@@ -349,7 +401,7 @@ def test_get_all_rejects_bad_input(mem: Memory, kwargs: dict[str, Any], match: s
     _rejects(mem, lambda: mem.get_all(user_id="alice", **kwargs), match)
 
 
-# -- ids: get / update / delete / restore / history ------------------------------------------
+# -- ids: get / update / delete / restore / history ------------------------------------------------
 
 
 def _first_id(m: Memory) -> str:
@@ -364,8 +416,9 @@ def _first_id(m: Memory) -> str:
         pytest.param(None, ValidationError, "memory id must be", id="none"),
         pytest.param(7, ValidationError, "memory id must be", id="int"),
         pytest.param("id\x00", ValidationError, "memory id must be", id="nul"),
-        pytest.param("0f0e0d0c-0000-4000-8000-000000000000", NotFoundError, "no memory",
-                     id="unknown"),
+        pytest.param(
+            "0f0e0d0c-0000-4000-8000-000000000000", NotFoundError, "no memory", id="unknown"
+        ),
         pytest.param("'; DROP TABLE memories; --", NotFoundError, "no memory", id="sql-ish"),
     ],
 )

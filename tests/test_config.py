@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -49,8 +48,9 @@ def test_toml_file_in_engram_home(engram_home: Path) -> None:
     assert cfg.search.max_k == 1000  # untouched keys keep their defaults
 
 
-def test_engram_config_points_at_another_file(tmp_path: Path, engram_home: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engram_config_points_at_another_file(
+    tmp_path: Path, engram_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write(engram_home / "config.toml", FILE)
     other = _write(tmp_path / "elsewhere.toml", "[search]\ndefault_k = 3\n")
     monkeypatch.setenv("ENGRAM_CONFIG", str(other))
@@ -75,8 +75,9 @@ def test_environment_beats_file(engram_home: Path, monkeypatch: pytest.MonkeyPat
     assert cfg.limits.max_text_chars == 500
 
 
-def test_arguments_beat_environment_and_file(engram_home: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arguments_beat_environment_and_file(
+    engram_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write(engram_home / "config.toml", FILE)
     monkeypatch.setenv("ENGRAM_SEARCH__DEFAULT_K", "7")
     monkeypatch.setenv("ENGRAM_LIMITS__MAX_QUERY_CHARS", "77")
@@ -87,8 +88,9 @@ def test_arguments_beat_environment_and_file(engram_home: Path,
     assert cfg.limits.max_text_chars == 500
 
 
-def test_environment_reaches_a_running_memory(tmp_path: Path, embedder,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_reaches_a_running_memory(
+    tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ENGRAM_SEARCH__DEFAULT_K", "7")
     monkeypatch.setenv("ENGRAM_HOME", str(tmp_path / "from-env"))
     with Memory(embedder=embedder) as mem:
@@ -106,7 +108,9 @@ def test_database_url(tmp_path: Path, embedder) -> None:
     with Memory(cfg, embedder=embedder) as mem:
         mem.add("stored in a custom file", user_id="alice")
     assert target.is_file()
-    with pytest.raises(ConfigError, match="database_url must start with sqlite:/// or postgresql://"):
+    with pytest.raises(
+        ConfigError, match="database_url must start with sqlite:/// or postgresql://"
+    ):
         load_config(database_url="mysql://localhost/engram")
     with pytest.raises(ConfigError, match="PostgreSQL store is not available"):
         Memory(database_url="postgresql://localhost/engram", embedder=embedder)

@@ -43,10 +43,18 @@ while True:
 
 def test_sigkill_mid_add_loses_no_acknowledged_memory(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = {**os.environ, "ENGRAM_HOME": str(home),
-           "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "ENGRAM_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     acked: dict[str, int] = {}
     lines = 0
     try:
@@ -89,9 +97,19 @@ def test_sigkill_mid_add_loses_no_acknowledged_memory(tmp_path: Path) -> None:
 
 def _row(text) -> NewMemory:
     return NewMemory(
-        text=text, index_text=text if isinstance(text, str) else "x", type=MemoryType.NOTE,
-        metadata={}, user_id="u", agent_id=None, session_id=None, source_id=None, turn_index=0,
-        role="user", name=None, occurred_at=None, source="test",
+        text=text,
+        index_text=text if isinstance(text, str) else "x",
+        type=MemoryType.NOTE,
+        metadata={},
+        user_id="u",
+        agent_id=None,
+        session_id=None,
+        source_id=None,
+        turn_index=0,
+        role="user",
+        name=None,
+        occurred_at=None,
+        source="test",
     )
 
 
@@ -110,18 +128,27 @@ def test_failing_multi_row_insert_writes_nothing(tmp_path: Path, bad_text) -> No
         before = table_counts(store.path)
         rev = sqlite3.connect(store.path).execute("SELECT rev FROM cubes").fetchone()[0]
         with pytest.raises(Exception):  # noqa: B017 - any failure must roll everything back
-            store.insert(cube, [_row("first of two is fine"), _row(bad_text)],
-                         np.eye(4, dtype=np.float32)[:2])
+            store.insert(
+                cube,
+                [_row("first of two is fine"), _row(bad_text)],
+                np.eye(4, dtype=np.float32)[:2],
+            )
         assert table_counts(store.path) == before
         conn = sqlite3.connect(store.path)
         assert conn.execute("SELECT rev FROM cubes").fetchone()[0] == rev
-        assert conn.execute("SELECT COUNT(*) FROM memories WHERE text LIKE 'first of two%'"
-                            ).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT COUNT(*) FROM memories WHERE text LIKE 'first of two%'"
+            ).fetchone()[0]
+            == 0
+        )
         conn.close()
         # the store still works and its cache is consistent
         [after] = store.insert(cube, [_row("after the failure")], np.eye(4, dtype=np.float32)[2:3])
         assert [i.memory for i in store.get(cube, [kept.id, after.id])] == [
-            "already here", "after the failure"]
+            "already here",
+            "after the failure",
+        ]
         assert store.integrity_check() == "ok"
     finally:
         store.close()
@@ -131,6 +158,7 @@ def test_failing_batch_through_memory_writes_nothing(memory: Memory) -> None:
     memory.add("existing", user_id="alice")
     before = table_counts(db_path(memory.home))
     with pytest.raises(ValidationError):
-        memory.add(["valid one", "valid two", {"content": "bad", "timestamp": "never"}],
-                   user_id="alice")
+        memory.add(
+            ["valid one", "valid two", {"content": "bad", "timestamp": "never"}], user_id="alice"
+        )
     assert table_counts(db_path(memory.home)) == before

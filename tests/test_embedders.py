@@ -24,7 +24,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-# -- the default local model ----------------------------------------------------------------------
+# -- the default local model -----------------------------------------------------------------------
 
 
 def test_default_embedder_is_minilm(embedder: Embedder) -> None:
@@ -39,12 +39,14 @@ def test_default_embedder_is_minilm(embedder: Embedder) -> None:
 
 
 def test_similar_sentences_are_closer_than_unrelated(embedder: Embedder) -> None:
-    a, b, c, d = embedder.embed([
-        "The cat sat on the mat.",
-        "A kitten was sitting on the rug.",
-        "Quarterly earnings beat analyst expectations.",
-        "The company's profits exceeded forecasts this quarter.",
-    ])
+    a, b, c, d = embedder.embed(
+        [
+            "The cat sat on the mat.",
+            "A kitten was sitting on the rug.",
+            "Quarterly earnings beat analyst expectations.",
+            "The company's profits exceeded forecasts this quarter.",
+        ]
+    )
     assert a @ b > a @ c + 0.2
     assert a @ b > a @ d + 0.2
     assert c @ d > c @ a + 0.2
@@ -57,7 +59,7 @@ def test_embeddings_are_deterministic_and_batch_independent(embedder: Embedder) 
     assert np.allclose(alone, batched, atol=1e-5)
 
 
-# -- the LRU cache ----------------------------------------------------------------------------------
+# -- the LRU cache ---------------------------------------------------------------------------------
 
 
 def test_cached_embedder_counts_hits_and_returns_identical_vectors(embedder: Embedder) -> None:
@@ -120,7 +122,7 @@ def test_embedder_output_is_checked() -> None:
     assert np.all(zero == 0)
 
 
-# -- OpenAI-compatible endpoint ----------------------------------------------------------------------
+# -- OpenAI-compatible endpoint --------------------------------------------------------------------
 
 
 @dataclass
@@ -129,6 +131,7 @@ class FakeEndpoint:
 
     model: Embedder
     mode: str = "ok"
+    fail_after: int | None = None  # answer 500 once this many requests were served
     requests: list[dict] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
     url: str = ""
@@ -156,6 +159,8 @@ class FakeEndpoint:
                     self._send(404, b'{"error": "not found"}')
                     return
                 mode = endpoint.mode
+                if endpoint.fail_after is not None and len(endpoint.requests) > endpoint.fail_after:
+                    mode = "500"
                 if mode == "500":
                     self._send(500, b'{"error": "model crashed"}')
                     return
@@ -172,8 +177,10 @@ class FakeEndpoint:
                 vectors = endpoint.model.embed(texts)
                 if mode == "short":
                     vectors = vectors[:-1]
-                rows = [{"object": "embedding", "index": i, "embedding": v.tolist()}
-                        for i, v in enumerate(vectors)]
+                rows = [
+                    {"object": "embedding", "index": i, "embedding": v.tolist()}
+                    for i, v in enumerate(vectors)
+                ]
                 rows.reverse()  # servers may answer out of order: `index` is what counts
                 body = {"object": "list", "data": rows, "model": payload["model"]}
                 self._send(200, json.dumps(body).encode())
@@ -187,7 +194,7 @@ def endpoint(embedder: Embedder) -> Iterator[FakeEndpoint]:
     fake = FakeEndpoint(model=inner)
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
     fake.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield fake
@@ -217,8 +224,9 @@ def test_openai_embedder_against_a_real_server(endpoint: FakeEndpoint, embedder)
 
 
 def test_openai_embedder_from_config_inside_memory(endpoint: FakeEndpoint, tmp_path: Path) -> None:
-    cfg = EmbedderConfig(provider="openai", model="minilm-remote", base_url=endpoint.url,
-                         dimensions=384)
+    cfg = EmbedderConfig(
+        provider="openai", model="minilm-remote", base_url=endpoint.url, dimensions=384
+    )
     remote = build_embedder(cfg)
     assert isinstance(remote, CachedEmbedder)
     assert endpoint.requests == []  # dimensions given: no probe
@@ -234,15 +242,17 @@ def test_openai_embedder_from_config_inside_memory(endpoint: FakeEndpoint, tmp_p
     ("mode", "match"),
     [
         pytest.param("500", "embedding endpoint failed: .*500", id="http-500"),
-        pytest.param("malformed", "embedding endpoint returned an unexpected body",
-                     id="malformed-json"),
+        pytest.param(
+            "malformed", "embedding endpoint returned an unexpected body", id="malformed-json"
+        ),
         pytest.param("no-data", "unexpected body: 'data'", id="missing-data"),
         pytest.param("html", "unexpected body", id="not-json"),
         pytest.param("short", r"returned shape \(1, 384\), expected \(2, 384\)", id="too-few-rows"),
     ],
 )
-def test_openai_endpoint_failures_are_embedding_errors(endpoint: FakeEndpoint, mode: str,
-                                                       match: str) -> None:
+def test_openai_endpoint_failures_are_embedding_errors(
+    endpoint: FakeEndpoint, mode: str, match: str
+) -> None:
     remote = OpenAIEmbedder("minilm-remote", endpoint.url, dimensions=384)
     endpoint.mode = mode
     try:
@@ -282,7 +292,9 @@ def test_openai_unreachable_endpoint() -> None:
         remote.close()
 
 
-def test_embedding_failure_during_add_writes_nothing(endpoint: FakeEndpoint, tmp_path: Path) -> None:
+def test_embedding_failure_during_add_writes_nothing(
+    endpoint: FakeEndpoint, tmp_path: Path
+) -> None:
     remote = OpenAIEmbedder("minilm-remote", endpoint.url, dimensions=384)
     with Memory(home=tmp_path, embedder=remote) as mem:
         mem.add("first memory", user_id="alice")
@@ -291,3 +303,14 @@ def test_embedding_failure_during_add_writes_nothing(endpoint: FakeEndpoint, tmp
             mem.add(["second", "third"], user_id="alice")
         endpoint.mode = "ok"
         assert [i.memory for i in mem.get_all(user_id="alice").items] == ["first memory"]
+
+
+def test_one_large_add_is_all_or_nothing(endpoint: FakeEndpoint, tmp_path: Path) -> None:
+    """A single `add` is one unit: if embedding fails part-way through a long conversation,
+    nothing of it is stored (a retry must not duplicate the first part)."""
+    remote = OpenAIEmbedder("minilm-remote", endpoint.url, dimensions=384, batch_size=100)
+    with Memory(home=tmp_path, embedder=remote) as mem:
+        endpoint.fail_after = 6  # the 7th embedding request (of 12) fails
+        with pytest.raises(EmbeddingError):
+            mem.add([f"turn {i} of a long imported chat" for i in range(1200)], user_id="alice")
+        assert mem.get_all(user_id="alice").items == []

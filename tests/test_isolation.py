@@ -40,14 +40,20 @@ PIPELINES = ("bm25", "dense", "hybrid", "rrf")
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_search_sees_only_the_owner(memory: Memory, world: World, pipeline: str) -> None:
-    for scope, own in (({"user_id": "alice"}, world.alice), ({"user_id": "bob"}, world.bob),
-                       ({"agent_id": "x"}, world.agent)):
-        hits = memory.search("hiking cat passport colour locker code", k=100,
-                             pipeline=pipeline, **scope)
+    for scope, own in (
+        ({"user_id": "alice"}, world.alice),
+        ({"user_id": "bob"}, world.bob),
+        ({"agent_id": "x"}, world.agent),
+    ):
+        hits = memory.search(
+            "hiking cat passport colour locker code", k=100, pipeline=pipeline, **scope
+        )
         assert hits, (scope, pipeline)
         assert {h.id for h in hits} <= set(own), (scope, pipeline)
-    owners = {h.provenance.owner for h in memory.search("locker code", user_id="alice", k=100,
-                                                       pipeline=pipeline)}
+    owners = {
+        h.provenance.owner
+        for h in memory.search("locker code", user_id="alice", k=100, pipeline=pipeline)
+    }
     assert owners == {"user:alice"}
 
 
@@ -58,7 +64,7 @@ def test_exclusive_terms_do_not_leak(memory: Memory, world: World) -> None:
         world.bob_only
     ]
     # attempts to address another cube through FTS5 syntax are plain words
-    for query in ('cube : "c2" OR wombat', "cube:c2 wombat", 'c2 NEAR(wombat)', "c1 c2 c3 *"):
+    for query in ('cube : "c2" OR wombat', "cube:c2 wombat", "c2 NEAR(wombat)", "c1 c2 c3 *"):
         hits = memory.search(query, user_id="alice", k=100)
         assert {h.id for h in hits} <= set(world.alice), query
 
@@ -93,8 +99,9 @@ def test_get_all_pages_only_the_owner(memory: Memory, world: World) -> None:
     assert [i.id for i in memory.get_all(agent_id="x").items] == world.agent
 
 
-def test_update_delete_restore_history_cannot_touch_another_owner(memory: Memory,
-                                                                   world: World) -> None:
+def test_update_delete_restore_history_cannot_touch_another_owner(
+    memory: Memory, world: World
+) -> None:
     target = world.bob[0]
     with pytest.raises(NotFoundError):
         memory.update(target, "hijacked", user_id="alice")
@@ -152,17 +159,20 @@ def test_agent_cube_is_separate_from_user_cube_with_that_agent(memory: Memory) -
 
 
 def test_agent_id_narrows_inside_a_user_cube(memory: Memory) -> None:
-    by_x = [i.id for i in memory.add(["x note one about tea", "x note two about tea"],
-                                     user_id="alice", agent_id="x")]
+    by_x = [
+        i.id
+        for i in memory.add(
+            ["x note one about tea", "x note two about tea"], user_id="alice", agent_id="x"
+        )
+    ]
     by_y = [i.id for i in memory.add(["y note about tea"], user_id="alice", agent_id="y")]
     plain = [i.id for i in memory.add(["plain note about tea"], user_id="alice")]
 
     assert {h.id for h in memory.search("tea", user_id="alice", agent_id="x", k=50)} == set(by_x)
-    assert {h.id for h in memory.search("tea", user_id="alice", agent_id="y", k=50,
-                                        pipeline="dense")} == set(by_y)
-    assert {h.id for h in memory.search("tea", user_id="alice", k=50)} == set(
-        by_x + by_y + plain
-    )
+    assert {
+        h.id for h in memory.search("tea", user_id="alice", agent_id="y", k=50, pipeline="dense")
+    } == set(by_y)
+    assert {h.id for h in memory.search("tea", user_id="alice", k=50)} == set(by_x + by_y + plain)
     assert [i.id for i in memory.get_all(user_id="alice", agent_id="x").items] == by_x
 
     assert memory.delete_all(user_id="alice", agent_id="y") == 1

@@ -13,6 +13,7 @@ from engram import (
     MemoryType,
     Message,
     NotFoundError,
+    ValidationError,
     VersionEvent,
 )
 
@@ -33,7 +34,7 @@ def _add_facts(memory: Memory, user_id: str = "alice") -> dict[str, str]:
     return {item.memory: item.id for item in items}
 
 
-# -- add and provenance -------------------------------------------------------------------
+# -- add and provenance ----------------------------------------------------------------------------
 
 
 def test_add_string_returns_stored_item_with_provenance(memory: Memory) -> None:
@@ -89,8 +90,17 @@ def test_add_list_of_messages_keeps_order_and_per_message_provenance(memory: Mem
     own = "2024-05-01T12:00:00+02:00"  # stored as UTC
     items = memory.add(
         [
-            {"role": "user", "content": "I just adopted a cat.", "name": "Alice", "source_id": "t1"},
-            {"role": "assistant", "content": "Congratulations! What is its name?", "source_id": "t2"},
+            {
+                "role": "user",
+                "content": "I just adopted a cat.",
+                "name": "Alice",
+                "source_id": "t1",
+            },
+            {
+                "role": "assistant",
+                "content": "Congratulations! What is its name?",
+                "source_id": "t2",
+            },
             {"content": "Her name is Mochi.", "name": "Alice", "timestamp": own, "source_id": "t3"},
         ],
         user_id="alice",
@@ -123,18 +133,71 @@ def test_speaker_name_is_searchable(memory: Memory) -> None:
     [said] = memory.add({"content": "I will bring the snacks.", "name": "Zebulon"}, user_id="alice")
     hits = memory.search("Zebulon", user_id="alice", pipeline="bm25")
     assert [h.id for h in hits] == [said.id]
+    # the speaker stays part of the indexed text after an update
+    memory.update(said.id, "I will bring the drinks instead.")
+    hits = memory.search("Zebulon drinks", user_id="alice", pipeline="bm25")
+    assert hits[0].id == said.id
+    assert hits[0].memory == "I will bring the drinks instead."
 
 
 def test_add_with_metadata_and_type(memory: Memory) -> None:
     meta = {"topic": "food", "priority": 3, "tags": ["a", "b"], "nested": {"x": 1.5}, "ok": True}
-    [item] = memory.add("I dislike coriander.", user_id="alice", metadata=meta,
-                        memory_type=MemoryType.PREFERENCE)
+    [item] = memory.add(
+        "I dislike coriander.", user_id="alice", metadata=meta, memory_type=MemoryType.PREFERENCE
+    )
     assert item.metadata == meta
     assert item.type is MemoryType.PREFERENCE
     assert memory.get(item.id).metadata == meta
 
 
-# -- search -------------------------------------------------------------------------------
+def test_add_batch_validates_everything_before_writing(memory: Memory) -> None:
+    from engram.memory import AddRequest
+
+    memory.add("already here", user_id="alice")
+    before = table_counts(db_path(memory.home))
+    with pytest.raises(ValidationError, match="request 2: .*message content is empty"):
+        memory.add_batch(
+            [
+                AddRequest("fine for alice", user_id="alice"),
+                AddRequest(["fine for bob", "also fine"], user_id="bob"),
+                AddRequest("   ", user_id="carol"),
+            ]
+        )
+    assert table_counts(db_path(memory.home)) == before
+    assert memory.owners() == ["user:alice"]
+
+
+def test_add_batch_returns_one_list_per_request(memory: Memory) -> None:
+    from engram.memory import AddRequest
+
+    done: list[int] = []
+    out = memory.add_batch(
+        [
+            AddRequest(["a1", "a2"], user_id="alice", session_id="s1"),
+            AddRequest("b1", user_id="bob", metadata={"x": 1}),
+            AddRequest(["a3"], user_id="alice", memory_type="fact"),
+            AddRequest({"content": "a1 again", "source_id": "dup"}, user_id="alice"),
+            AddRequest({"content": "a1 again", "source_id": "dup"}, user_id="alice"),
+        ],
+        chunk_size=2,
+        progress=done.append,
+    )
+    assert [[i.memory for i in items] for items in out] == [
+        ["a1", "a2"],
+        ["b1"],
+        ["a3"],
+        ["a1 again"],
+        ["a1 again"],
+    ]
+    assert out[3][0].id == out[4][0].id
+    assert out[1][0].provenance.owner == "user:bob" and out[1][0].metadata == {"x": 1}
+    assert out[2][0].type is MemoryType.FACT
+    assert [i.provenance.turn_index for i in out[0]] == [0, 1]
+    assert done and done[-1] == 6 and done == sorted(done)
+    assert len(memory.get_all(user_id="alice").items) == 4
+
+
+# -- search ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -148,7 +211,9 @@ def test_add_with_metadata_and_type(memory: Memory) -> None:
         ("What car do I drive?", FACTS[7]),
     ],
 )
-def test_search_returns_the_relevant_memory_first(memory: Memory, query: str, expected: str) -> None:
+def test_search_returns_the_relevant_memory_first(
+    memory: Memory, query: str, expected: str
+) -> None:
     ids = _add_facts(memory)
     hits = memory.search(query, user_id="alice")
     assert hits, "search returned nothing"
@@ -224,14 +289,20 @@ def test_metadata_filters(memory: Memory, tagged: dict[str, str], filters, expec
     assert _search_ids(memory, filters=filters) == want
     assert _list_ids(memory, filters=filters) == want
     for pipeline in ("bm25", "dense"):
-        hits = memory.search("appointment insurance session bill birthday", user_id="alice",
-                             k=50, filters=filters, pipeline=pipeline)
+        hits = memory.search(
+            "appointment insurance session bill birthday",
+            user_id="alice",
+            k=50,
+            filters=filters,
+            pipeline=pipeline,
+        )
         assert {h.id for h in hits} <= want
 
 
 def test_type_filters(memory: Memory) -> None:
-    [fact] = memory.add("The office wifi password is on the fridge.", user_id="alice",
-                        memory_type="fact")
+    [fact] = memory.add(
+        "The office wifi password is on the fridge.", user_id="alice", memory_type="fact"
+    )
     [pref] = memory.add("I prefer tea over coffee.", user_id="alice", memory_type="preference")
     [turn] = memory.add("Can you remind me about tea later?", user_id="alice")
     assert _search_ids(memory, types="fact") == {fact.id}
@@ -245,12 +316,17 @@ def test_since_until_time_ranges(memory: Memory) -> None:
     base = datetime(2024, 1, 1, tzinfo=UTC)
     ids = []
     for day in range(5):
-        [item] = memory.add(f"Diary entry for day {day}: went running.", user_id="alice",
-                            timestamp=base + timedelta(days=day))
+        [item] = memory.add(
+            f"Diary entry for day {day}: went running.",
+            user_id="alice",
+            timestamp=base + timedelta(days=day),
+        )
         ids.append(item.id)
     assert _search_ids(memory, since="2024-01-03") == set(ids[2:])
     assert _search_ids(memory, until=base + timedelta(days=1)) == set(ids[:2])
-    assert _search_ids(memory, since="2024-01-02T00:00:00Z", until="2024-01-04T00:00:00+00:00") == set(ids[1:4])
+    assert _search_ids(
+        memory, since="2024-01-02T00:00:00Z", until="2024-01-04T00:00:00+00:00"
+    ) == set(ids[1:4])
     # an aware bound in another zone is converted: 2024-01-03T01:00+02:00 is 2024-01-02T23:00Z
     east = timezone(timedelta(hours=2))
     assert _search_ids(memory, since=datetime(2024, 1, 3, 1, 0, tzinfo=east)) == set(ids[2:])
@@ -266,10 +342,12 @@ def test_time_range_without_explicit_timestamp_uses_created_at(memory: Memory) -
 
 
 def test_session_filter(memory: Memory) -> None:
-    a = memory.add(["We talked about the garden.", "Tomatoes need sun."], user_id="alice",
-                   session_id="s-a")
-    b = memory.add(["We talked about the garage.", "The car needs tyres."], user_id="alice",
-                   session_id="s-b")
+    a = memory.add(
+        ["We talked about the garden.", "Tomatoes need sun."], user_id="alice", session_id="s-a"
+    )
+    b = memory.add(
+        ["We talked about the garage.", "The car needs tyres."], user_id="alice", session_id="s-b"
+    )
     assert {h.id for h in memory.search("garden", user_id="alice", session_id="s-a")} == {
         i.id for i in a
     }
@@ -279,7 +357,7 @@ def test_session_filter(memory: Memory) -> None:
     assert memory.search("garden", user_id="alice", session_id="nope") == []
 
 
-# -- get / get_all ------------------------------------------------------------------------
+# -- get / get_all ---------------------------------------------------------------------------------
 
 
 def test_get_all_cursor_pagination_has_no_duplicates_and_no_gaps(memory: Memory) -> None:
@@ -309,13 +387,16 @@ def test_get_all_exact_multiple_of_limit_ends_cleanly(memory: Memory) -> None:
 
 
 def test_get_all_pagination_with_filter_and_archived(memory: Memory) -> None:
-    items = [memory.add(f"Entry {i}", user_id="alice", metadata={"even": i % 2 == 0})[0]
-             for i in range(12)]
+    items = [
+        memory.add(f"Entry {i}", user_id="alice", metadata={"even": i % 2 == 0})[0]
+        for i in range(12)
+    ]
     memory.delete(items[0].id, user_id="alice")
     evens = [i.id for i in items[2::2]]
     page1 = memory.get_all(user_id="alice", limit=3, filters={"even": True})
-    page2 = memory.get_all(user_id="alice", limit=3, filters={"even": True},
-                           cursor=page1.next_cursor)
+    page2 = memory.get_all(
+        user_id="alice", limit=3, filters={"even": True}, cursor=page1.next_cursor
+    )
     assert [i.id for i in page1.items + page2.items] == evens
     assert page2.next_cursor is None
     with_archived = memory.get_all(user_id="alice", include_archived=True)
@@ -336,7 +417,7 @@ def test_get_without_scope_locates_the_owner(memory: Memory) -> None:
         memory.get("00000000-0000-0000-0000-000000000000")
 
 
-# -- update and history -------------------------------------------------------------------
+# -- update and history ----------------------------------------------------------------------------
 
 
 def test_update_writes_a_new_version_and_reembeds(memory: Memory) -> None:
@@ -344,8 +425,9 @@ def test_update_writes_a_new_version_and_reembeds(memory: Memory) -> None:
     [item] = memory.add("I live in Paris, near the Seine.", user_id="alice")
     memory.add(["I collect vinyl records.", "My brother plays rugby."], user_id="alice")
 
-    updated = memory.update(item.id, "I moved to Tokyo, close to Shibuya station.",
-                            user_id="alice", reason="user moved")
+    updated = memory.update(
+        item.id, "I moved to Tokyo, close to Shibuya station.", user_id="alice", reason="user moved"
+    )
     assert updated.id == item.id
     assert updated.version == 2
     assert updated.memory == "I moved to Tokyo, close to Shibuya station."
@@ -363,8 +445,9 @@ def test_update_writes_a_new_version_and_reembeds(memory: Memory) -> None:
     dense = memory.search("I live in Paris, near the Seine.", user_id="alice", pipeline="dense")
     assert dense[0].id == distractor.id
     # the stored vector is the new text's vector
-    fresh = memory.search("I moved to Tokyo, close to Shibuya station.", user_id="alice",
-                          pipeline="dense", k=1)
+    fresh = memory.search(
+        "I moved to Tokyo, close to Shibuya station.", user_id="alice", pipeline="dense", k=1
+    )
     assert fresh[0].id == item.id and fresh[0].score > 0.999
 
 
@@ -390,17 +473,28 @@ def test_history_records_add_update_delete_restore_with_reasons(memory: Memory) 
     hist = memory.history(item.id, user_id="alice")
     assert [v.version for v in hist] == [1, 2, 3, 4]
     assert [v.event for v in hist] == [
-        VersionEvent.ADD, VersionEvent.UPDATE, VersionEvent.DELETE, VersionEvent.RESTORE,
+        VersionEvent.ADD,
+        VersionEvent.UPDATE,
+        VersionEvent.DELETE,
+        VersionEvent.RESTORE,
     ]
-    assert [v.memory for v in hist] == ["I am vegetarian.", "I am vegan.", "I am vegan.",
-                                       "I am vegan."]
-    assert [v.reason for v in hist] == [None, "diet changed", "user asked to forget",
-                                       "user changed their mind"]
+    assert [v.memory for v in hist] == [
+        "I am vegetarian.",
+        "I am vegan.",
+        "I am vegan.",
+        "I am vegan.",
+    ]
+    assert [v.reason for v in hist] == [
+        None,
+        "diet changed",
+        "user asked to forget",
+        "user changed their mind",
+    ]
     assert hist[0].source == "api"
     assert [v.at for v in hist] == sorted(v.at for v in hist)
 
 
-# -- delete / restore ---------------------------------------------------------------------
+# -- delete / restore ------------------------------------------------------------------------------
 
 
 def test_soft_delete_archives_and_restore_brings_back(memory: Memory) -> None:
@@ -410,8 +504,9 @@ def test_soft_delete_archives_and_restore_brings_back(memory: Memory) -> None:
 
     memory.delete(target, user_id="alice", reason="obsolete")
     for pipeline in ("bm25", "dense", "hybrid", "rrf"):
-        hits = memory.search("dog Biscuit golden retriever", user_id="alice", k=50,
-                             pipeline=pipeline)
+        hits = memory.search(
+            "dog Biscuit golden retriever", user_id="alice", k=50, pipeline=pipeline
+        )
         assert target not in {h.id for h in hits}, pipeline
     archived = memory.get(target, user_id="alice")
     assert archived.state is MemoryState.ARCHIVED
@@ -434,8 +529,9 @@ def test_updating_an_archived_memory_keeps_it_out_of_search(memory: Memory) -> N
     memory.update(target, "My favourite food is sushi with wasabi.", user_id="alice")
     assert memory.get(target).state is MemoryState.ARCHIVED
     for pipeline in ("bm25", "dense", "hybrid", "rrf"):
-        hits = memory.search("favourite food sushi wasabi", user_id="alice", k=50,
-                             pipeline=pipeline)
+        hits = memory.search(
+            "favourite food sushi wasabi", user_id="alice", k=50, pipeline=pipeline
+        )
         assert target not in {h.id for h in hits}, pipeline
 
 
@@ -470,8 +566,9 @@ def test_hard_delete_erases_every_trace(memory: Memory) -> None:
 
 def test_hard_delete_leaves_no_bytes_in_the_database_file(tmp_path, embedder) -> None:
     mem = Memory(home=tmp_path, embedder=embedder)
-    mem.add([f"Filler memory {i} about gardening and tomatoes." for i in range(30)],
-            user_id="alice")
+    mem.add(
+        [f"Filler memory {i} about gardening and tomatoes." for i in range(30)], user_id="alice"
+    )
     [item] = mem.add("My bank PIN is qpwmxelrtz.", user_id="alice")
     mem.add([f"More filler {i}." for i in range(5)], user_id="alice")
     mem.delete(item.id, hard=True, user_id="alice")
@@ -513,15 +610,17 @@ def test_delete_all_by_session(memory: Memory) -> None:
     assert memory.delete_all(user_id="nobody") == 0
 
 
-# -- idempotency, stats, owners -----------------------------------------------------------
+# -- idempotency, stats, owners --------------------------------------------------------------------
 
 
 def test_re_adding_a_source_id_returns_the_existing_memory(memory: Memory) -> None:
-    [first] = memory.add({"content": "Session 1, turn 1: hello", "source_id": "D1:1"},
-                         user_id="alice")
+    [first] = memory.add(
+        {"content": "Session 1, turn 1: hello", "source_id": "D1:1"}, user_id="alice"
+    )
     counts = table_counts(db_path(memory.home))
-    [again] = memory.add({"content": "Session 1, turn 1: hello", "source_id": "D1:1"},
-                         user_id="alice")
+    [again] = memory.add(
+        {"content": "Session 1, turn 1: hello", "source_id": "D1:1"}, user_id="alice"
+    )
     assert again == first
     assert table_counts(db_path(memory.home)) == counts
 
@@ -540,10 +639,20 @@ def test_re_adding_a_source_id_returns_the_existing_memory(memory: Memory) -> No
 
 
 def test_stats(memory: Memory) -> None:
-    memory.add(["a fact", "another fact"], user_id="alice", memory_type="fact", session_id="s1",
-               timestamp="2024-01-01T00:00:00Z")
-    memory.add("a preference", user_id="alice", memory_type="preference", session_id="s2",
-               timestamp="2024-02-01T00:00:00Z")
+    memory.add(
+        ["a fact", "another fact"],
+        user_id="alice",
+        memory_type="fact",
+        session_id="s1",
+        timestamp="2024-01-01T00:00:00Z",
+    )
+    memory.add(
+        "a preference",
+        user_id="alice",
+        memory_type="preference",
+        session_id="s2",
+        timestamp="2024-02-01T00:00:00Z",
+    )
     [gone] = memory.add("a turn", user_id="alice", timestamp="2024-03-01T00:00:00Z")
     memory.delete(gone.id)
     stats = memory.stats(user_id="alice")
@@ -584,7 +693,8 @@ def test_data_survives_reopen(tmp_path, embedder) -> None:
         ids = _add_facts(mem)
     assert integrity(db_path(tmp_path)) == "ok"
     with Memory(home=tmp_path, embedder=embedder) as mem:
-        assert mem.search("Which musical instrument do I play?", user_id="alice")[0].id == ids[
-            FACTS[5]
-        ]
+        assert (
+            mem.search("Which musical instrument do I play?", user_id="alice")[0].id
+            == ids[FACTS[5]]
+        )
         assert len(mem.get_all(user_id="alice").items) == len(FACTS)

@@ -1,4 +1,4 @@
-"""SQLiteStore on its own: schema migrations, WAL, embedder identity, vectors and the index cache."""
+"""SQLiteStore on its own: migrations, WAL, embedder identity, vectors, the index cache."""
 
 from __future__ import annotations
 
@@ -21,9 +21,19 @@ DIM = 8
 
 def row(text: str, source_id: str | None = None) -> NewMemory:
     return NewMemory(
-        text=text, index_text=text, type=MemoryType.NOTE, metadata={}, user_id="u",
-        agent_id=None, session_id=None, source_id=source_id, turn_index=0, role="user",
-        name=None, occurred_at=None, source="test",
+        text=text,
+        index_text=text,
+        type=MemoryType.NOTE,
+        metadata={},
+        user_id="u",
+        agent_id=None,
+        session_id=None,
+        source_id=source_id,
+        turn_index=0,
+        role="user",
+        name=None,
+        occurred_at=None,
+        source="test",
     )
 
 
@@ -46,7 +56,7 @@ def _key(store: SQLiteStore, memory_id: str) -> int:
     return found.key
 
 
-# -- schema -------------------------------------------------------------------------------------
+# -- schema ----------------------------------------------------------------------------------------
 
 
 def test_migrations_are_recorded(store: SQLiteStore) -> None:
@@ -120,7 +130,7 @@ def test_closed_store_refuses_work(tmp_path: Path) -> None:
         s.owners()
 
 
-# -- embedder identity --------------------------------------------------------------------------
+# -- embedder identity -----------------------------------------------------------------------------
 
 
 def test_embedder_mismatch_is_refused_with_a_clear_message(tmp_path: Path, embedder) -> None:
@@ -149,7 +159,7 @@ def test_check_embedder_records_on_first_use(store: SQLiteStore) -> None:
     assert meta == {"embedder.name": "model-a", "embedder.dim": "8"}
 
 
-# -- vectors ------------------------------------------------------------------------------------
+# -- vectors ---------------------------------------------------------------------------------------
 
 
 def test_wrong_dimension_vectors_are_refused(store: SQLiteStore) -> None:
@@ -181,8 +191,12 @@ def test_insert_returns_rows_in_order_and_dense_ranks_by_cosine(store: SQLiteSto
 
 
 def test_float16_round_trip_keeps_cosine(embedder) -> None:
-    texts = [f"Sentence number {i} about {topic}." for i, topic in
-             enumerate(["cats", "finance", "the weather", "quantum physics", "jazz", "tennis"] * 4)]
+    texts = [
+        f"Sentence number {i} about {topic}."
+        for i, topic in enumerate(
+            ["cats", "finance", "the weather", "quantum physics", "jazz", "tennis"] * 4
+        )
+    ]
     vectors = embedder.embed(texts)
     decoded = decode_matrix([encode_vector(v) for v in vectors], vectors.shape[1])
     assert decoded.dtype == np.float32 and decoded.shape == vectors.shape
@@ -241,16 +255,19 @@ def test_vector_cache_sees_writes_of_another_store_instance(tmp_path: Path) -> N
 
 
 def test_search_sees_writes_of_another_memory_instance(tmp_path: Path, embedder) -> None:
-    with Memory(home=tmp_path, embedder=embedder) as one, \
-            Memory(home=tmp_path, embedder=embedder) as two:
+    with (
+        Memory(home=tmp_path, embedder=embedder) as one,
+        Memory(home=tmp_path, embedder=embedder) as two,
+    ):
         one.add("I keep my bicycle in the basement.", user_id="alice")
         assert one.search("bicycle", user_id="alice", pipeline="dense")  # warm one's cache
         [new] = two.add("My piano needs tuning every spring.", user_id="alice")
         hits = one.search("piano tuning", user_id="alice", pipeline="dense")
         assert hits[0].id == new.id
         two.delete(new.id, user_id="alice")
-        assert new.id not in {h.id for h in one.search("piano tuning", user_id="alice",
-                                                      pipeline="dense")}
+        assert new.id not in {
+            h.id for h in one.search("piano tuning", user_id="alice", pipeline="dense")
+        }
 
 
 def test_archived_filter_scores_archived_rows(store: SQLiteStore) -> None:
@@ -278,8 +295,9 @@ def test_set_state_is_idempotent_and_counts_changes(store: SQLiteStore) -> None:
 
 def test_lexical_quotes_terms(store: SQLiteStore) -> None:
     cube = store.cube_id("user:u", create=True)
-    [item] = store.insert(cube, [row('He said "NEAR(x" AND OR NOT * ^ col:value')],
-                          unit(0)[None, :])
+    [item] = store.insert(
+        cube, [row('He said "NEAR(x" AND OR NOT * ^ col:value')], unit(0)[None, :]
+    )
     for terms in (['"'], ["NEAR("], ["AND", "OR"], ["*"], ["col:value"], ['x"'], ["^"]):
         store.lexical(cube, terms, 5, MemoryFilter())  # never a syntax error
     assert [s.key for s in store.lexical(cube, ["near"], 5, MemoryFilter())] == [

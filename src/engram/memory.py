@@ -12,7 +12,7 @@ from typing import Any
 from engram.config import EngramConfig, load_config
 from engram.cube import MemCube
 from engram.embed import Embedder, build_embedder
-from engram.errors import ConfigError, NotFoundError, ValidationError
+from engram.errors import ConfigError, EngramError, NotFoundError, ValidationError
 from engram.scope import (
     Scope,
     build_filter,
@@ -68,22 +68,35 @@ class Memory:
         self,
         config: EngramConfig | None = None,
         *,
-        embedder: Embedder | None = None,
+        embedder: Embedder | dict[str, Any] | None = None,
         store: Store | None = None,
         **overrides: Any,
     ):
+        if isinstance(embedder, dict):  # embedder settings, like search={...} or limits={...}
+            overrides["embedder"], embedder = embedder, None
+        if embedder is not None and not isinstance(embedder, Embedder):
+            raise ConfigError("embedder must be an Embedder instance or a dict of settings")
         if config is not None and overrides:
             raise ConfigError("pass either a config object or keyword settings, not both")
         self.config = config or load_config(**overrides)
-        self._owns = (embedder is None, store is None)  # close only what we opened
-        self.embedder = embedder or build_embedder(self.config.embedder)
-        self.store = store or open_store(self.config, self.embedder.dim)
-        self.store.check_embedder(self.embedder.name, self.embedder.dim)
-        self.access = AccessRecorder(self.store) if self.config.search.track_access else None
         self._pipelines: dict[str, Retriever] = {}
         self._cubes: dict[str, MemCube] = {}
         self._lock = threading.Lock()
         self.pipeline(self.config.search.pipeline)  # fail at start on an unknown name
+        self._owns = (embedder is None, store is None)  # close only what we opened
+        self.embedder = embedder or build_embedder(self.config.embedder)
+        self.access: AccessRecorder | None = None
+        try:
+            self.store = store or open_store(self.config, self.embedder.dim)
+        except EngramError:
+            self._close_owned(store=None)
+            raise
+        try:
+            self.store.check_embedder(self.embedder.name, self.embedder.dim)
+        except EngramError:
+            self._close_owned(store=self.store)
+            raise
+        self.access = AccessRecorder(self.store) if self.config.search.track_access else None
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -149,18 +162,21 @@ class Memory:
         request = AddRequest(
             messages, user_id, agent_id, session_id, metadata, timestamp, memory_type, source
         )
-        return self.add_batch([request])[0]
+        return self.add_batch([request], chunk_size=None)[0]
 
     def add_batch(
         self,
         requests: Sequence[AddRequest],
         *,
-        chunk_size: int = 512,
+        chunk_size: int | None = 512,
         progress: Callable[[int], None] | None = None,
     ) -> list[list[MemoryItem]]:
         """Many adds at once. Every request is validated before anything is written; then
         rows are embedded and written `chunk_size` at a time (one transaction per chunk and
-        owner). `progress(n)` is called with the number of rows written so far."""
+        owner; `None`: one transaction per owner). `progress(n)` is called with the number
+        of rows written so far."""
+        if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+            raise ValidationError("chunk_size must be a positive integer or None")
         planned: list[tuple[Scope, list[NewMemory]]] = []
         for i, req in enumerate(requests):
             try:
@@ -177,8 +193,9 @@ class Memory:
             cube = self.cube(planned[indices[0]][0], create=True)
             assert cube is not None
             slots = [(i, row) for i in indices for row in planned[i][1]]
-            for start in range(0, len(slots), chunk_size):
-                chunk = slots[start : start + chunk_size]
+            step = chunk_size or len(slots)
+            for start in range(0, len(slots), step):
+                chunk = slots[start : start + step]
                 for (i, _), item in zip(chunk, cube.add([row for _, row in chunk]), strict=True):
                     stored[i].append(item)
                 done += len(chunk)
@@ -224,6 +241,9 @@ class Memory:
         if cube is None:
             return []
         return cube.search(query, k, flt, retriever, self.config.search.candidates)
+
+    def _reason(self, reason: str | None) -> str | None:
+        return None if reason is None else check_text(reason, self.config.limits, "reason")
 
     def _check_k(self, k: int | None) -> int:
         if k is None:
@@ -301,7 +321,7 @@ class Memory:
         if text is not None:
             text = check_text(text, self.config.limits)
         meta = None if metadata is None else check_metadata(metadata, self.config.limits)
-        reason = None if reason is None else check_text(reason, self.config.limits, "reason")
+        reason = self._reason(reason)
         return self._owned(memory_id, user_id, agent_id).update(memory_id, text, meta, reason)
 
     def delete(
@@ -314,6 +334,7 @@ class Memory:
         agent_id: str | None = None,
     ) -> None:
         """Archive a memory (restorable); `hard=True` erases it and its history (GDPR)."""
+        reason = self._reason(reason)
         cube = self._owned(memory_id, user_id, agent_id)
         if hard:
             cube.purge(memory_id)
@@ -329,6 +350,7 @@ class Memory:
         agent_id: str | None = None,
     ) -> MemoryItem:
         """Bring an archived memory back; records a 'restore' version."""
+        reason = self._reason(reason)
         cube = self._owned(memory_id, user_id, agent_id)
         cube.restore(memory_id, reason)
         return cube.get(memory_id)
@@ -371,9 +393,12 @@ class Memory:
         """Flush buffered statistics; close the store and embedder if this object opened them."""
         if self.access is not None:
             self.access.flush()
+        self._close_owned(self.store)
+
+    def _close_owned(self, store: Store | None) -> None:
         owns_embedder, owns_store = self._owns
-        if owns_store:
-            self.store.close()
+        if owns_store and store is not None:
+            store.close()
         if owns_embedder:
             self.embedder.close()
 

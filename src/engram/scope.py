@@ -11,11 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from engram.errors import ValidationError
-from engram.store.base import MemoryFilter
+from engram.store.base import FILTER_OPERATORS, MemoryFilter
 from engram.store.sql import iso
 from engram.types import MemoryState, MemoryType
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SCALARS = (str, int, float, bool, type(None))
+_MAX_KEY = 2**63 - 1
 
 
 def check_id(value: Any, what: str) -> str:
@@ -84,14 +87,21 @@ class Scope:
 
 
 def parse_time(value: Any, what: str) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
+    """An ISO-8601 string or datetime that converts to UTC, or None."""
+    if value is None:
+        return None
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError as err:
             raise ValidationError(f"{what} {value!r} is not an ISO-8601 date-time") from err
-    raise ValidationError(f"{what} must be an ISO-8601 string or a datetime")
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{what} must be an ISO-8601 string or a datetime")
+    try:
+        iso(value)
+    except OverflowError as err:
+        raise ValidationError(f"{what} {value.isoformat()} is outside the UTC range") from err
+    return value
 
 
 def parse_types(
@@ -121,9 +131,6 @@ def build_filter(
     filters: dict[str, Any] | None = None,
     include_archived: bool = False,
 ) -> MemoryFilter:
-    if filters is not None and not isinstance(filters, dict):
-        raise ValidationError("filters must be a dict of metadata conditions")
-    check_utf8(filters, "filters")
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start and end and _naive(start) > _naive(end):
         raise ValidationError("since is later than until")
@@ -137,8 +144,44 @@ def build_filter(
         agent_id=scope.agent_filter,
         since=start,
         until=end,
-        metadata=dict(filters or {}),
+        metadata=check_filters(filters),
     )
+
+
+def check_filters(filters: Any) -> dict[str, dict[str, Any]]:
+    """Validate metadata conditions and normalise `{k: v}` to `{k: {"$eq": v}}`."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, dict):
+        raise ValidationError("filters must be a dict of metadata conditions")
+    check_utf8(filters, "filters")
+    known = ", ".join(FILTER_OPERATORS)
+    out: dict[str, dict[str, Any]] = {}
+    for key, condition in filters.items():
+        if not isinstance(key, str) or not _METADATA_KEY.match(key):
+            raise ValidationError(
+                f"metadata filter key {key!r} must be 1-128 letters, digits, '_', '.' or '-'"
+            )
+        if not isinstance(condition, dict):
+            condition = {"$eq": condition}
+        if not condition:
+            raise ValidationError(f"metadata filter {key!r} has no operator; use one of {known}")
+        for op, value in condition.items():
+            if op not in FILTER_OPERATORS:
+                raise ValidationError(
+                    f"unknown metadata filter operator {op!r}; use one of {known}"
+                )
+            if op == "$in":
+                if not isinstance(value, list | tuple) or not value:
+                    raise ValidationError(f"metadata filter {key}.$in needs a non-empty list")
+                if len(value) > 1000 or not all(isinstance(v, _SCALARS) for v in value):
+                    raise ValidationError(
+                        f"metadata filter {key}.$in values must be scalars, at most 1000"
+                    )
+            elif not isinstance(value, _SCALARS):
+                raise ValidationError(f"metadata filter {key}.{op} value must be a scalar")
+        out[key] = dict(condition)
+    return out
 
 
 def _naive(value: datetime) -> datetime:
@@ -158,8 +201,9 @@ def decode_cursor(cursor: str | None) -> int | None:
         raise ValidationError("cursor must be a string from a previous page's next_cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("k"):
+        key = int(raw[1:]) if raw.startswith("k") else -1
+        if not 0 <= key <= _MAX_KEY:
             raise ValueError(raw)
-        return int(raw[1:])
+        return key
     except (binascii.Error, UnicodeDecodeError, ValueError) as err:
         raise ValidationError(f"cursor {cursor!r} is not one Engram issued") from err

@@ -30,6 +30,9 @@ class NewMemory:
     source: str
 
 
+FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in")
+
+
 @dataclass(frozen=True)
 class MemoryFilter:
     """Restricts which memories of a cube a search or listing sees."""
@@ -40,7 +43,7 @@ class MemoryFilter:
     agent_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {op: value}
 
     @property
     def is_trivial(self) -> bool:

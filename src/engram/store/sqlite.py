@@ -83,6 +83,7 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")  # erased text is zeroed, not left in pages
         except sqlite3.Error as err:
             raise StoreError(f"cannot open SQLite store {self.path}: {err}") from err
         self._local.conn, self._local.pid = conn, os.getpid()
@@ -101,6 +102,9 @@ class SQLiteStore:
                 raise StoreError(f"cannot start a write transaction: {err}") from err
             try:
                 yield conn
+            except sqlite3.Error as err:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"write failed, nothing was changed: {err}") from err
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -254,12 +258,13 @@ class SQLiteStore:
         now = _now()
         with self._write() as conn:
             row = conn.execute(
-                "SELECT version, text, metadata FROM memories WHERE key = ? AND cube_id = ?",
+                "SELECT version, text, metadata, state FROM memories WHERE key = ? AND cube_id = ?",
                 (key, cube),
             ).fetchone()
             if row is None:
                 raise StoreError(f"memory key {key} vanished during update")
             version, text, metadata = row[0] + 1, row[1], row[2]
+            active = row[3] == MemoryState.ACTIVE.value
             if change.text is not None:
                 text = change.text
             if change.metadata is not None:
@@ -292,7 +297,7 @@ class SQLiteStore:
                 ),
             )
             old, new = self._bump(conn, cube)
-        if change.vector is not None:
+        if change.vector is not None and active:
             self._index.apply(cube, old, new, add=([key], change.vector[None, :]), remove=[key])
         else:
             self._index.apply(cube, old, new)
@@ -338,26 +343,40 @@ class SQLiteStore:
         return len(changed)
 
     def purge(self, cube: int, keys: list[int]) -> int:
-        if not keys:
-            return 0
-        marks = ", ".join("?" for _ in keys)
+        """Erase rows, versions, index entries and vectors. FTS5 keeps deleted tokens in
+        its segments until they merge, so the index is optimized in the same transaction;
+        with secure_delete on and the WAL checkpointed, no erased text stays in the files."""
+        found: list[int] = []
         with self._write() as conn:
-            found = [
-                r[0]
-                for r in conn.execute(
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = conn.execute(
                     f"SELECT key FROM memories WHERE cube_id = ? AND key IN ({marks})",
-                    (cube, *keys),
-                )
-            ]
+                    (cube, *chunk),
+                ).fetchall()
+                hit = [r[0] for r in rows]
+                if not hit:
+                    continue
+                hmarks = ", ".join("?" for _ in hit)
+                conn.execute(f"DELETE FROM versions WHERE memory_key IN ({hmarks})", hit)
+                conn.execute(f"DELETE FROM memories_fts WHERE rowid IN ({hmarks})", hit)
+                conn.execute(f"DELETE FROM memories WHERE key IN ({hmarks})", hit)
+                found += hit
             if not found:
                 return 0
-            fmarks = ", ".join("?" for _ in found)
-            conn.execute(f"DELETE FROM versions WHERE memory_key IN ({fmarks})", found)
-            conn.execute(f"DELETE FROM memories_fts WHERE rowid IN ({fmarks})", found)
-            conn.execute(f"DELETE FROM memories WHERE key IN ({fmarks})", found)
+            conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
             old, new = self._bump(conn, cube)
         self._index.apply(cube, old, new, remove=found)
+        self._checkpoint()
         return len(found)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the main file and truncate it (best effort under readers)."""
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as err:
+            raise StoreError(f"checkpoint after erasure failed: {err}") from err
 
     def record_access(self, counts: dict[int, int], at: datetime) -> None:
         if not counts:

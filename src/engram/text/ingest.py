@@ -11,7 +11,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from engram.config import LimitsConfig
 from engram.errors import ValidationError
-from engram.scope import check_id
+from engram.scope import check_id, parse_time
 from engram.store.base import NewMemory
 from engram.types import MemoryType, Message
 
@@ -106,6 +106,7 @@ def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
             value = getattr(item, attr)
             if value is not None:
                 check_id(value, f"{where} {attr}")
+        parse_time(item.timestamp, f"{where} timestamp")
         out.append(item)
     return out
 
