@@ -43,7 +43,7 @@ def test_add_string_returns_stored_item_with_provenance(memory: Memory) -> None:
     after = datetime.now(UTC)
 
     assert item.memory == "I prefer window seats on planes."
-    assert item.type is MemoryType.TURN
+    assert item.type == MemoryType.TURN
     assert item.state is MemoryState.ACTIVE
     assert item.version == 1
     assert item.metadata == {}
@@ -79,7 +79,7 @@ def test_add_message_object_with_timestamp_and_source_id(memory: Memory) -> None
     when = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
     msg = Message(role="user", content="My flight lands at 9pm.", source_id="D1:3", timestamp=when)
     [item] = memory.add(msg, user_id="alice", memory_type="event", source="import:test")
-    assert item.type is MemoryType.EVENT
+    assert item.type == MemoryType.EVENT
     assert item.provenance.source_id == "D1:3"
     assert item.provenance.timestamp == when
     assert item.provenance.source == "import:test"
@@ -146,7 +146,7 @@ def test_add_with_metadata_and_type(memory: Memory) -> None:
         "I dislike coriander.", user_id="alice", metadata=meta, memory_type=MemoryType.PREFERENCE
     )
     assert item.metadata == meta
-    assert item.type is MemoryType.PREFERENCE
+    assert item.type == MemoryType.PREFERENCE
     assert memory.get(item.id).metadata == meta
 
 
@@ -191,7 +191,7 @@ def test_add_batch_returns_one_list_per_request(memory: Memory) -> None:
     ]
     assert out[3][0].id == out[4][0].id
     assert out[1][0].provenance.owner == "user:bob" and out[1][0].metadata == {"x": 1}
-    assert out[2][0].type is MemoryType.FACT
+    assert out[2][0].type == MemoryType.FACT
     assert [i.provenance.turn_index for i in out[0]] == [0, 1]
     assert done and done[-1] == 6 and done == sorted(done)
     assert len(memory.get_all(user_id="alice").items) == 4
@@ -698,3 +698,16 @@ def test_data_survives_reopen(tmp_path, embedder) -> None:
             == ids[FACTS[5]]
         )
         assert len(mem.get_all(user_id="alice").items) == len(FACTS)
+
+
+def test_registered_memory_types_are_accepted_everywhere(memory: Memory) -> None:
+    from engram import ValidationError, register_memory_type
+
+    with pytest.raises(ValidationError, match="unknown memory type 'recipe'"):
+        memory.add("pancakes: flour, eggs, milk", user_id="alice", memory_type="recipe")
+    register_memory_type("recipe")
+    item = memory.add("pancakes: flour, eggs, milk", user_id="alice", memory_type="recipe")[0]
+    assert item.type == "recipe"
+    assert [h.id for h in memory.search("eggs", user_id="alice", types="recipe")] == [item.id]
+    with pytest.raises(ValueError, match="identifier"):
+        register_memory_type("no spaces allowed")

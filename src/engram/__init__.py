@@ -25,6 +25,7 @@ from engram.types import (
     SearchHit,
     Version,
     VersionEvent,
+    register_memory_type,
 )
 
 __version__ = "0.1.0"
@@ -54,4 +55,5 @@ __all__ = [
     "Version",
     "VersionEvent",
     "load_config",
+    "register_memory_type",
 ]

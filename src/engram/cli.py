@@ -144,9 +144,7 @@ def _items_table(items: list[MemoryItem], title: str) -> Table:
     table.add_column("memory", ratio=1)
     for item in items:
         style = "dim" if item.state.value == "archived" else None
-        table.add_row(
-            item.id[:8], item.type.value, _when(item), _source(item), item.memory, style=style
-        )
+        table.add_row(item.id[:8], item.type, _when(item), _source(item), item.memory, style=style)
     return table
 
 
@@ -269,7 +267,7 @@ def show(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
     out.print(f"[bold]{item.memory}[/]")
     fields = {
         "id": item.id,
-        "type": item.type.value,
+        "type": item.type,
         "state": item.state.value,
         "version": item.version,
         "created": item.created_at,

@@ -13,7 +13,7 @@ from typing import Any
 from engram.errors import ValidationError
 from engram.store.base import FILTER_OPERATORS, MemoryFilter
 from engram.store.sql import iso
-from engram.types import MemoryState, MemoryType
+from engram.types import MEMORY_TYPES, MemoryState, MemoryType
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -106,7 +106,7 @@ def parse_time(value: Any, what: str) -> datetime | None:
 
 def parse_types(
     types: Iterable[str | MemoryType] | str | MemoryType | None,
-) -> tuple[MemoryType, ...]:
+) -> tuple[str, ...]:
     if types is None:
         return ()
     if isinstance(types, str | MemoryType):
@@ -114,12 +114,11 @@ def parse_types(
     return tuple(parse_memory_type(t) for t in types)
 
 
-def parse_memory_type(value: str | MemoryType) -> MemoryType:
-    try:
-        return MemoryType(value)
-    except ValueError as err:
-        known = ", ".join(t.value for t in MemoryType)
-        raise ValidationError(f"unknown memory type {value!r}; use one of {known}") from err
+def parse_memory_type(value: str | MemoryType) -> str:
+    if not isinstance(value, str) or value not in MEMORY_TYPES:
+        known = ", ".join(MEMORY_TYPES)
+        raise ValidationError(f"unknown memory type {value!r}; use one of {known}")
+    return str(value)
 
 
 def build_filter(

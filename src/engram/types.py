@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -14,7 +14,7 @@ class _Strict(BaseModel):
 
 
 class MemoryType(StrEnum):
-    """What kind of text memory an item is. Extensible: unknown strings are refused."""
+    """The built-in kinds of text memory; `register_memory_type` adds more."""
 
     TURN = "turn"
     FACT = "fact"
@@ -24,6 +24,26 @@ class MemoryType(StrEnum):
     EXPERIENCE = "experience"
     DOCUMENT = "document"
     NOTE = "note"
+
+
+MEMORY_TYPES: dict[str, None] = dict.fromkeys(t.value for t in MemoryType)  # ordered set
+
+
+def register_memory_type(name: str) -> str:
+    """Make a new memory type valid everywhere (add, filters, import)."""
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > 64:
+        raise ValueError(f"memory type {name!r} must be an identifier of at most 64 characters")
+    MEMORY_TYPES[name] = None
+    return name
+
+
+def _known_type(value: str) -> str:
+    if value not in MEMORY_TYPES:
+        raise ValueError(f"unknown memory type {value!r}; known: {', '.join(MEMORY_TYPES)}")
+    return str(value)
+
+
+MemoryTypeName = Annotated[str, AfterValidator(_known_type)]
 
 
 class MemoryState(StrEnum):
@@ -73,7 +93,7 @@ class MemoryItem(_Strict):
 
     id: str
     memory: str = Field(description="The memory text.")
-    type: MemoryType = MemoryType.TURN
+    type: MemoryTypeName = MemoryType.TURN.value
     state: MemoryState = MemoryState.ACTIVE
     metadata: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance
@@ -102,7 +122,7 @@ class SearchHit(_Strict):
     id: str
     memory: str
     score: float
-    type: MemoryType
+    type: MemoryTypeName
     metadata: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance
     created_at: datetime

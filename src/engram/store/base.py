@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from engram.types import CubeStats, MemoryItem, MemoryState, MemoryType, Version, VersionEvent
+from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class NewMemory:
 
     text: str
     index_text: str
-    type: MemoryType
+    type: str
     metadata: dict[str, Any]
     user_id: str | None
     agent_id: str | None
@@ -37,7 +37,7 @@ FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in")
 class MemoryFilter:
     """Restricts which memories of a cube a search or listing sees."""
 
-    types: tuple[MemoryType, ...] = ()
+    types: tuple[str, ...] = ()
     states: tuple[MemoryState, ...] = (MemoryState.ACTIVE,)
     session_id: str | None = None
     agent_id: str | None = None

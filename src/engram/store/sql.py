@@ -62,7 +62,7 @@ def filter_clause(flt: MemoryFilter) -> tuple[str, list[Any]]:
         params += [s.value for s in flt.states]
     if flt.types:
         clauses.append(f"m.type IN ({', '.join('?' for _ in flt.types)})")
-        params += [t.value for t in flt.types]
+        params += list(flt.types)
     if flt.session_id is not None:
         clauses.append("m.session_id = ?")
         params.append(flt.session_id)

@@ -28,7 +28,6 @@ from engram.types import (
     CubeStats,
     MemoryItem,
     MemoryState,
-    MemoryType,
     Provenance,
     Version,
     VersionEvent,
@@ -226,7 +225,7 @@ class SQLiteStore:
             (
                 str(uuid.uuid4()),
                 cube,
-                row.type.value,
+                row.type,
                 row.text,
                 metadata,
                 row.user_id,
@@ -590,7 +589,7 @@ def _item(row: tuple[Any, ...]) -> MemoryItem:
     return MemoryItem(
         id=mid,
         memory=text,
-        type=MemoryType(mtype),
+        type=mtype,
         state=MemoryState(state),
         metadata=json.loads(metadata),
         provenance=Provenance(

@@ -13,7 +13,7 @@ from engram.config import LimitsConfig
 from engram.errors import ValidationError
 from engram.scope import check_id, parse_time
 from engram.store.base import NewMemory
-from engram.types import MemoryType, Message
+from engram.types import Message
 
 MessagesInput = (
     str | bytes | Mapping[str, Any] | Message | Sequence[str | Mapping[str, Any] | Message]
@@ -119,7 +119,7 @@ def index_text(text: str, name: str | None) -> str:
 def new_rows(
     messages: list[Message],
     *,
-    mtype: MemoryType,
+    mtype: str,
     metadata: dict[str, Any],
     user_id: str | None,
     agent_id: str | None,
