@@ -21,6 +21,7 @@ from engram.config import EmbedderConfig, load_config
 from engram.embed import Embedder, build_embedder
 from engram.errors import EngramError, ValidationError
 from engram.memory import Memory
+from engram.scope import Scope
 from engram.types import MemoryItem, SearchHit
 
 app = typer.Typer(
@@ -404,7 +405,7 @@ def export(
             scopes = (
                 [{"user_id": user, "agent_id": agent}]
                 if user or agent
-                else [_owner_kwargs(o) for o in memory.owners()]
+                else [Scope.owner_kwargs(o) for o in memory.owners()]
             )
             for scope in scopes:
                 for item in memory.iter_all(**scope, include_archived=archived):
@@ -417,11 +418,6 @@ def export(
         err.print(f"exported {count} memories to {output}")
 
 
-def _owner_kwargs(owner: str) -> dict[str, str]:
-    kind, _, name = owner.partition(":")
-    return {"user_id": name} if kind == "user" else {"agent_id": name}
-
-
 @app.command()
 @reports_errors
 def stats(user: UserOpt = None, agent: AgentOpt = None) -> None:
@@ -430,7 +426,7 @@ def stats(user: UserOpt = None, agent: AgentOpt = None) -> None:
         scopes = (
             [{"user_id": user, "agent_id": agent}]
             if user or agent
-            else [_owner_kwargs(o) for o in memory.owners()]
+            else [Scope.owner_kwargs(o) for o in memory.owners()]
         )
         rows = [memory.stats(**scope) for scope in scopes]
         location = str(memory.config.sqlite_path)

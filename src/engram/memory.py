@@ -136,7 +136,7 @@ class Memory:
         found = self.store.locate(memory_id)
         if found is None:
             raise NotFoundError(f"no memory {memory_id!r}")
-        owned = self.cube(Scope.of(**_scope_kwargs(found.owner)))
+        owned = self.cube(Scope.of(**Scope.owner_kwargs(found.owner)))
         assert owned is not None
         return owned
 
@@ -411,8 +411,3 @@ class Memory:
     @property
     def home(self) -> Path:
         return self.config.home
-
-
-def _scope_kwargs(owner: str) -> dict[str, str]:
-    kind, _, name = owner.partition(":")
-    return {"user_id": name} if kind == "user" else {"agent_id": name}

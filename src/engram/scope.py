@@ -71,6 +71,12 @@ class Scope:
             raise ValidationError("give user_id or agent_id: every memory belongs to an owner")
         return scope
 
+    @staticmethod
+    def owner_kwargs(owner: str) -> dict[str, str]:
+        """'user:alice' -> {'user_id': 'alice'}; 'agent:bot' -> {'agent_id': 'bot'}."""
+        kind, _, name = owner.partition(":")
+        return {"user_id": name} if kind == "user" else {"agent_id": name}
+
     @property
     def owner(self) -> str | None:
         """Cube owner: the user when given, else the agent."""
