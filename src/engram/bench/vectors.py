@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from engram.bench.report import percentile
-from engram.store.vector_index import CubeVectors
+from engram.store.vector_index import top_k
 
 Searcher = Callable[[np.ndarray], Any]
 
 
 def _numpy(matrix: np.ndarray, k: int) -> Searcher:
-    index = CubeVectors(0, np.arange(len(matrix), dtype=np.int64), matrix)
-    return lambda q: index.top(q, k, None)
+    keys = np.arange(len(matrix), dtype=np.int64)
+    return lambda q: top_k(keys, matrix @ q, k)
 
 
 def _faiss(matrix: np.ndarray, k: int) -> Searcher | None:

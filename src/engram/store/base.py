@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from engram.store.vector_index import CubeSnapshot
 from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
 
@@ -142,6 +143,9 @@ class Store(Protocol):
 
     def dense(self, cube: int, vector: np.ndarray, k: int, flt: MemoryFilter) -> list[Scored]:
         """Cosine similarity of unit vectors."""
+
+    def snapshot(self, cube: int) -> CubeSnapshot:
+        """The cube's active memories as arrays (keys, vectors, sessions, speakers)."""
 
     def vectors(self, cube: int, keys: list[int]) -> np.ndarray:
         """The stored unit vectors of `keys`, in that order."""

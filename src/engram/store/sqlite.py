@@ -23,7 +23,14 @@ from engram.errors import EmbedderMismatchError, SchemaVersionError, StoreError
 from engram.store import sql
 from engram.store.base import Change, Located, MemoryFilter, NewMemory, Scored
 from engram.store.migrations import MIGRATIONS
-from engram.store.vector_index import CubeVectors, VectorIndex, decode_matrix, encode_vector
+from engram.store.vector_index import (
+    CubeSnapshot,
+    SnapshotCache,
+    build_snapshot,
+    decode_matrix,
+    encode_vector,
+    top_k,
+)
 from engram.types import (
     CubeStats,
     MemoryItem,
@@ -56,7 +63,7 @@ class SQLiteStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._write_lock = threading.RLock()
-        self._index = VectorIndex(dim)
+        self._snapshots = SnapshotCache()
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,20 +194,26 @@ class SQLiteStore:
             raise StoreError(f"vectors have dimension {vectors.shape[1]}, store has {self.dim}")
         now = _now()
         keys: list[int] = []
-        new_keys: list[int] = []
-        new_vecs: list[np.ndarray] = []
+        new: list[tuple[int, np.ndarray, NewMemory]] = []
         with self._write() as conn:
             for row, vec in zip(rows, vectors, strict=True):
                 key = self._existing_source(conn, cube, row.source_id)
                 if key is None:
                     key = self._insert_one(conn, cube, row, vec, now)
-                    new_keys.append(key)
-                    new_vecs.append(vec)
+                    new.append((key, vec, row))
                 keys.append(key)
-            if new_keys:
-                old, new = self._bump(conn, cube)
-        if new_keys:
-            self._index.apply(cube, old, new, add=(new_keys, np.stack(new_vecs)))
+            if new:
+                old_rev, new_rev = self._bump(conn, cube)
+        if new:
+            self._snapshots.append(
+                cube,
+                old_rev,
+                new_rev,
+                [k for k, _, _ in new],
+                np.stack([v for _, v, _ in new]),
+                [r.session_id for _, _, r in new],
+                [r.name for _, _, r in new],
+            )
         found = self.by_keys(cube, keys)
         return [found[key] for key in keys]
 
@@ -297,9 +310,9 @@ class SQLiteStore:
             )
             old, new = self._bump(conn, cube)
         if change.vector is not None and active:
-            self._index.apply(cube, old, new, add=([key], change.vector[None, :]), remove=[key])
+            self._snapshots.drop(cube)  # reloaded on the next search
         else:
-            self._index.apply(cube, old, new)
+            self._snapshots.remove(cube, old, new, [])
         return self.by_keys(cube, [key])[key]
 
     def set_state(
@@ -336,9 +349,9 @@ class SQLiteStore:
                 old, new = self._bump(conn, cube)
         if changed:
             if state is MemoryState.ACTIVE:
-                self._index.apply(cube, old, new, add=(changed, self.vectors(cube, changed)))
+                self._snapshots.drop(cube)  # restored rows rejoin in key order on reload
             else:
-                self._index.apply(cube, old, new, remove=changed)
+                self._snapshots.remove(cube, old, new, changed)
         return len(changed)
 
     def purge(self, cube: int, keys: list[int]) -> int:
@@ -366,7 +379,7 @@ class SQLiteStore:
                 return 0
             conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
             old, new = self._bump(conn, cube)
-        self._index.apply(cube, old, new, remove=found)
+        self._snapshots.remove(cube, old, new, found)
         self._checkpoint()
         return len(found)
 
@@ -473,24 +486,24 @@ class SQLiteStore:
         allowed = self._allowed(cube, flt)
         if flt.states != (MemoryState.ACTIVE,):
             # archived memories are not in the cached index: score the filtered rows directly
-            keys = [] if allowed is None else allowed.tolist()
-            entry = CubeVectors(-1, np.asarray(keys, dtype=np.int64), self.vectors(cube, keys))
-            return [Scored(k_, s) for k_, s in entry.top(vector, k, None)]
-        entry = self._cube_vectors(cube)
+            keys = np.asarray([] if allowed is None else allowed, dtype=np.int64)
+            matrix = self.vectors(cube, keys.tolist())
+            return [Scored(k_, s) for k_, s in top_k(keys, matrix @ vector, k)]
+        entry = self.snapshot(cube)
         return [Scored(k_, s) for k_, s in entry.top(vector, k, allowed)]
 
-    def _cube_vectors(self, cube: int) -> CubeVectors:
+    def snapshot(self, cube: int) -> CubeSnapshot:
         conn = self._conn()
         rev = conn.execute("SELECT rev FROM cubes WHERE id = ?", (cube,)).fetchone()
-        entry = self._index.cached(cube, rev[0] if rev else 0)
+        entry = self._snapshots.cached(cube, rev[0] if rev else 0)
         if entry is not None:
             return entry
         try:  # one read transaction: the revision and the rows come from the same snapshot
             conn.execute("BEGIN")
             rev = conn.execute("SELECT rev FROM cubes WHERE id = ?", (cube,)).fetchone()
             rows = conn.execute(
-                "SELECT key, embedding FROM memories WHERE cube_id = ? AND state = 'active' "
-                "ORDER BY key",
+                "SELECT key, embedding, session_id, name FROM memories "
+                "WHERE cube_id = ? AND state = 'active' ORDER BY key",
                 (cube,),
             ).fetchall()
             conn.execute("COMMIT")
@@ -498,8 +511,16 @@ class SQLiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"read failed: {err}") from err
-        return self._index.load(
-            cube, rev[0] if rev else 0, [r[0] for r in rows], [r[1] for r in rows]
+        return self._snapshots.put(
+            cube,
+            build_snapshot(
+                rev[0] if rev else 0,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                self.dim,
+            ),
         )
 
     def _blobs(self, cube: int, keys: list[int]) -> list[bytes]:
@@ -554,7 +575,7 @@ class SQLiteStore:
             for conn in self._conns:
                 conn.close()
             self._conns.clear()
-        self._index.drop()
+        self._snapshots.drop()
         self._closed = True
 
 

@@ -1,83 +1,165 @@
-"""In-process exact vector index over one cube's active memories (numpy matrix).
+"""In-process snapshot of one cube's active memories: vectors plus the structure that
+retrieval strategies use (sessions, neighbours in a session, speakers).
 
-Chosen by measurement (docs/benchmarks.md): for cubes up to ~10^5 memories a float32
-matmul on 2 cores is faster than loading an ANN extension, and it is exact. The index is
-a cache of the database: each cube carries a revision number bumped by every write, so a
-write from another process or connection is seen on the next search.
+Exact dense search is a float32 matmul: chosen by measurement (docs/benchmarks.md) over
+faiss and sqlite-vec for cubes up to ~10^5 memories on 2 cores. A snapshot is a cache of
+the database: each cube carries a revision bumped by every write, so a write from another
+process or connection is seen on the next search.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 
 @dataclass
-class CubeVectors:
+class CubeSnapshot:
     rev: int
     keys: np.ndarray  # int64, sorted ascending
     matrix: np.ndarray  # float32 (n, dim), unit rows
+    sessions: np.ndarray  # int64 code per row, -1 without a session
+    speakers: np.ndarray  # object: lower-cased speaker name per row, "" when none
+    session_ids: list[str] = field(default_factory=list)  # code -> session_id
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(previous, next) row of each row within its session in key order; -1 at the ends."""
+        n = len(self.keys)
+        prev = np.full(n, -1, dtype=np.int64)
+        nxt = np.full(n, -1, dtype=np.int64)
+        if n > 1:
+            same = (self.sessions[1:] == self.sessions[:-1]) & (self.sessions[1:] >= 0)
+            idx = np.nonzero(same)[0]
+            prev[idx + 1] = idx
+            nxt[idx] = idx + 1
+        return prev, nxt
+
+    def rows(self, keys: np.ndarray) -> np.ndarray:
+        """Row index of each key (keys must be present)."""
+        return np.searchsorted(self.keys, keys)
+
+    def mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """Boolean row mask for a set of allowed keys (None: everything allowed)."""
+        return None if allowed is None else np.isin(self.keys, allowed)
 
     def top(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         if len(self.keys) == 0:
             return []
-        scores = self.matrix @ query
-        if allowed is not None:
-            scores = np.where(np.isin(self.keys, allowed), scores, -np.inf)
-        k = min(k, len(scores))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.argsort(-scores[idx], kind="stable")]
-        return [(int(self.keys[i]), float(scores[i])) for i in idx if np.isfinite(scores[i])]
+        return top_k(self.keys, self.matrix @ query, k, self.mask(allowed))
 
 
-class VectorIndex:
-    """Caches each cube's matrix; write paths apply deltas or invalidate."""
+def top_k(
+    keys: np.ndarray, scores: np.ndarray, k: int, mask: np.ndarray | None = None
+) -> list[tuple[int, float]]:
+    """The k best (key, score) pairs, best first; masked-out and -inf rows never appear."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    k = min(k, len(scores))
+    if k <= 0:
+        return []
+    idx = np.argpartition(-scores, k - 1)[:k]
+    idx = idx[np.lexsort((keys[idx], -scores[idx]))]
+    return [(int(keys[i]), float(scores[i])) for i in idx if np.isfinite(scores[i])]
 
-    def __init__(self, dim: int):
-        self.dim = dim
-        self._cubes: dict[int, CubeVectors] = {}
+
+def build_snapshot(
+    rev: int,
+    keys: list[int],
+    blobs: list[bytes],
+    sessions: list[str | None],
+    speakers: list[str | None],
+    dim: int,
+) -> CubeSnapshot:
+    codes: dict[str, int] = {}
+    session_codes = np.asarray(
+        [-1 if s is None else codes.setdefault(s, len(codes)) for s in sessions], dtype=np.int64
+    )
+    return CubeSnapshot(
+        rev=rev,
+        keys=np.asarray(keys, dtype=np.int64),
+        matrix=decode_matrix(blobs, dim),
+        sessions=session_codes,
+        speakers=_speakers(speakers),
+        session_ids=list(codes),
+    )
+
+
+def _speakers(names: list[str | None]) -> np.ndarray:
+    return np.asarray([(s or "").lower() for s in names], dtype=object)
+
+
+class SnapshotCache:
+    """One snapshot per cube; writes by this process patch it, anything else reloads it."""
+
+    def __init__(self) -> None:
+        self._cubes: dict[int, CubeSnapshot] = {}
         self._lock = threading.Lock()
 
-    def cached(self, cube: int, rev: int) -> CubeVectors | None:
+    def cached(self, cube: int, rev: int) -> CubeSnapshot | None:
         with self._lock:
             entry = self._cubes.get(cube)
             return entry if entry is not None and entry.rev == rev else None
 
-    def load(self, cube: int, rev: int, keys: list[int], blobs: list[bytes]) -> CubeVectors:
-        matrix = decode_matrix(blobs, self.dim)
-        entry = CubeVectors(rev, np.asarray(keys, dtype=np.int64), matrix)
+    def put(self, cube: int, snapshot: CubeSnapshot) -> CubeSnapshot:
         with self._lock:
-            self._cubes[cube] = entry
-        return entry
+            self._cubes[cube] = snapshot
+        return snapshot
 
-    def apply(
+    def append(
         self,
         cube: int,
         old_rev: int,
         new_rev: int,
-        add: tuple[list[int], np.ndarray] | None = None,
-        remove: list[int] | None = None,
+        keys: list[int],
+        vectors: np.ndarray,
+        sessions: list[str | None],
+        speakers: list[str | None],
     ) -> None:
-        """Move a cached cube from old_rev to new_rev, or drop it if it was not current."""
+        """New rows (keys above every cached key) move a current snapshot to new_rev."""
         with self._lock:
-            entry = self._cubes.get(cube)
+            entry = self._current(cube, old_rev)
             if entry is None:
                 return
-            if entry.rev != old_rev:
-                del self._cubes[cube]
+            codes = {s: i for i, s in enumerate(entry.session_ids)}
+            new_codes = [-1 if s is None else codes.setdefault(s, len(codes)) for s in sessions]
+            self._cubes[cube] = CubeSnapshot(
+                rev=new_rev,
+                keys=np.concatenate([entry.keys, np.asarray(keys, dtype=np.int64)]),
+                matrix=np.vstack([entry.matrix, vectors.astype(np.float32, copy=False)]),
+                sessions=np.concatenate([entry.sessions, np.asarray(new_codes, dtype=np.int64)]),
+                speakers=np.concatenate([entry.speakers, _speakers(speakers)]),
+                session_ids=list(codes),
+            )
+
+    def remove(self, cube: int, old_rev: int, new_rev: int, keys: list[int]) -> None:
+        """Rows leaving the active set move a current snapshot to new_rev."""
+        with self._lock:
+            entry = self._current(cube, old_rev)
+            if entry is None:
                 return
-            keys, matrix = entry.keys, entry.matrix
-            if remove:
-                keep = ~np.isin(keys, np.asarray(remove, dtype=np.int64))
-                keys, matrix = keys[keep], matrix[keep]
-            if add is not None and len(add[0]):
-                keys = np.concatenate([keys, np.asarray(add[0], dtype=np.int64)])
-                matrix = np.vstack([matrix, add[1].astype(np.float32, copy=False)])
-                order = np.argsort(keys, kind="stable")
-                keys, matrix = keys[order], matrix[order]
-            self._cubes[cube] = CubeVectors(new_rev, keys, matrix)
+            keep = ~np.isin(entry.keys, np.asarray(keys, dtype=np.int64))
+            self._cubes[cube] = CubeSnapshot(
+                new_rev,
+                entry.keys[keep],
+                entry.matrix[keep],
+                entry.sessions[keep],
+                entry.speakers[keep],
+                entry.session_ids,
+            )
+
+    def _current(self, cube: int, old_rev: int) -> CubeSnapshot | None:
+        entry = self._cubes.get(cube)
+        if entry is not None and entry.rev != old_rev:
+            del self._cubes[cube]
+            return None
+        return entry
 
     def drop(self, cube: int | None = None) -> None:
         with self._lock:
