@@ -205,6 +205,7 @@ class SQLiteStore:
             if new:
                 old_rev, new_rev = self._bump(conn, cube)
         if new:
+            stored = _epoch_days(datetime.fromisoformat(now))
             self._snapshots.append(
                 cube,
                 old_rev,
@@ -213,6 +214,7 @@ class SQLiteStore:
                 np.stack([v for _, v, _ in new]),
                 [r.session_id for _, _, r in new],
                 [r.name for _, _, r in new],
+                [_epoch_days(r.occurred_at) if r.occurred_at else stored for _, _, r in new],
             )
         found = self.by_keys(cube, keys)
         return [found[key] for key in keys]
@@ -502,8 +504,8 @@ class SQLiteStore:
             conn.execute("BEGIN")
             rev = conn.execute("SELECT rev FROM cubes WHERE id = ?", (cube,)).fetchone()
             rows = conn.execute(
-                "SELECT key, embedding, session_id, name FROM memories "
-                "WHERE cube_id = ? AND state = 'active' ORDER BY key",
+                "SELECT key, embedding, session_id, name, COALESCE(occurred_at, created_at) "
+                "FROM memories WHERE cube_id = ? AND state = 'active' ORDER BY key",
                 (cube,),
             ).fetchall()
             conn.execute("COMMIT")
@@ -519,6 +521,7 @@ class SQLiteStore:
                 [r[1] for r in rows],
                 [r[2] for r in rows],
                 [r[3] for r in rows],
+                [_epoch_days(datetime.fromisoformat(r[4])) for r in rows],
                 self.dim,
             ),
         )
@@ -577,6 +580,12 @@ class SQLiteStore:
             self._conns.clear()
         self._snapshots.drop()
         self._closed = True
+
+
+def _epoch_days(value: datetime) -> float:
+    """Days since 1970-01-01 UTC (naive times are UTC, as stored)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.timestamp() / 86400.0
 
 
 def _statements(script: str) -> list[str]:

@@ -23,6 +23,7 @@ class CubeSnapshot:
     matrix: np.ndarray  # float32 (n, dim), unit rows
     sessions: np.ndarray  # int64 code per row, -1 without a session
     speakers: np.ndarray  # object: lower-cased speaker name per row, "" when none
+    times: np.ndarray  # float64 days since 1970-01-01 (the memory's time, else when stored)
     session_ids: list[str] = field(default_factory=list)  # code -> session_id
 
     def __len__(self) -> int:
@@ -75,6 +76,7 @@ def build_snapshot(
     blobs: list[bytes],
     sessions: list[str | None],
     speakers: list[str | None],
+    times: list[float],
     dim: int,
 ) -> CubeSnapshot:
     codes: dict[str, int] = {}
@@ -87,6 +89,7 @@ def build_snapshot(
         matrix=decode_matrix(blobs, dim),
         sessions=session_codes,
         speakers=_speakers(speakers),
+        times=np.asarray(times, dtype=np.float64),
         session_ids=list(codes),
     )
 
@@ -121,6 +124,7 @@ class SnapshotCache:
         vectors: np.ndarray,
         sessions: list[str | None],
         speakers: list[str | None],
+        times: list[float],
     ) -> None:
         """New rows (keys above every cached key) move a current snapshot to new_rev."""
         with self._lock:
@@ -135,6 +139,7 @@ class SnapshotCache:
                 matrix=np.vstack([entry.matrix, vectors.astype(np.float32, copy=False)]),
                 sessions=np.concatenate([entry.sessions, np.asarray(new_codes, dtype=np.int64)]),
                 speakers=np.concatenate([entry.speakers, _speakers(speakers)]),
+                times=np.concatenate([entry.times, np.asarray(times, dtype=np.float64)]),
                 session_ids=list(codes),
             )
 

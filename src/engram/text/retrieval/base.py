@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from engram.store.base import MemoryFilter, Scored, Store
+from engram.store.vector_index import CubeSnapshot
 from engram.text.query import query_terms
 
 
 @dataclass
 class QueryContext:
-    """Everything a retriever may need; the query vector is computed at most once, on demand."""
+    """Everything a strategy may need. The query vector and the cube snapshot are computed
+    at most once, on demand; strategies share intermediate results through `memo`."""
 
     store: Store
     cube: int
@@ -23,6 +26,8 @@ class QueryContext:
     embed: Callable[[str], np.ndarray]
     candidates: int = 100
     _vector: np.ndarray | None = field(default=None, repr=False)
+    _snapshot: CubeSnapshot | None = field(default=None, repr=False)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
     @property
     def vector(self) -> np.ndarray:
@@ -31,8 +36,19 @@ class QueryContext:
         return self._vector
 
     @property
+    def snapshot(self) -> CubeSnapshot:
+        if self._snapshot is None:
+            self._snapshot = self.store.snapshot(self.cube)
+        return self._snapshot
+
+    @property
     def terms(self) -> list[str]:
         return query_terms(self.query)
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 class Retriever(ABC):

@@ -1,0 +1,60 @@
+"""Multi-granularity signals (RMM's prospective reflection, without an LLM): a memory is
+also judged by its neighbourhood in the conversation and by its whole session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engram.text.retrieval.base import QueryContext
+from engram.text.retrieval.scorer import Scorer
+
+
+@dataclass(frozen=True)
+class WindowSignal(Scorer):
+    """Mean of the wrapped signal over a turn and its `radius` neighbours on each side
+    within the same session: a turn that answers a question inherits the question's words."""
+
+    base: Scorer
+    radius: int = 1
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        values = self.base(ctx)
+        prev, nxt = ctx.snapshot.neighbours
+        total, count = values.copy(), np.ones(len(values))
+        for links in (prev, nxt):
+            cursor = np.arange(len(values))
+            for _ in range(self.radius):
+                cursor = np.where(cursor >= 0, links[np.maximum(cursor, 0)], -1)
+                ok = cursor >= 0
+                total[ok] += values[cursor[ok]]
+                count[ok] += 1
+        return total / count
+
+
+@dataclass(frozen=True)
+class SessionSignal(Scorer):
+    """Each memory gets its session's aggregate of the wrapped signal (max or mean)."""
+
+    base: Scorer
+    reduce: str = "max"
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        values = self.base(ctx)
+        sessions = ctx.snapshot.sessions
+        out = np.zeros(len(values))
+        has = sessions >= 0
+        if not has.any():
+            return values
+        codes = sessions[has]
+        n = int(codes.max()) + 1
+        if self.reduce == "mean":
+            sums = np.bincount(codes, weights=values[has], minlength=n)
+            agg = sums / np.maximum(np.bincount(codes, minlength=n), 1)
+        else:
+            agg = np.full(n, -np.inf)
+            np.maximum.at(agg, codes, values[has])
+        out[has] = agg[codes]
+        out[~has] = values[~has]
+        return out

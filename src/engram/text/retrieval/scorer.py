@@ -1,0 +1,68 @@
+"""Scorers give every active memory of a cube a score at once (an array over the cube
+snapshot's rows). They compose by wrapping — a window or session scorer wraps another
+scorer — and `ScoringRetriever` turns the final array into a ranked list."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from engram.store.base import Scored
+from engram.store.vector_index import top_k
+from engram.text.retrieval.base import QueryContext, Retriever
+
+
+class Scorer(ABC):
+    """One signal over all rows. Subclasses are frozen dataclasses (hashable memo keys).
+    A `calibrated` signal is already on a 0..1 scale and is summed as is, not standardised."""
+
+    calibrated = False
+
+    def __call__(self, ctx: QueryContext) -> np.ndarray:
+        return ctx.memo(self, lambda: self.score(ctx))
+
+    @abstractmethod
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        """float64 array of len(ctx.snapshot); higher is more relevant."""
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    if len(values) == 0:
+        return values
+    sd = float(values.std())
+    return (values - values.mean()) / (sd if sd > 0 else 1.0)
+
+
+@dataclass(frozen=True)
+class WeightedSum(Scorer):
+    """Sum of standardised signals: z(s_1) * w_1 + z(s_2) * w_2 + ..."""
+
+    parts: tuple[tuple[Scorer, float], ...]
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        total = np.zeros(len(ctx.snapshot))
+        for scorer, weight in self.parts:
+            if weight:
+                values = scorer(ctx)
+                total += weight * (values if scorer.calibrated else zscore(values))
+        return total
+
+
+@dataclass
+class ScoringRetriever(Retriever):
+    """Ranks a cube's memories by a scorer; the search filter masks rows out."""
+
+    scorer: Scorer
+    name: str = "scored"
+
+    def retrieve(self, ctx: QueryContext, k: int) -> list[Scored]:
+        snap = ctx.snapshot
+        if len(snap) == 0:
+            return []
+        mask = None
+        if not ctx.flt.is_trivial:
+            mask = np.isin(snap.keys, np.asarray(ctx.store.keys(ctx.cube, ctx.flt)))
+        scores = self.scorer(ctx)
+        return [Scored(key, score) for key, score in top_k(snap.keys, scores, k, mask)]
