@@ -26,6 +26,7 @@ from engram.store.migrations import MIGRATIONS
 from engram.store.vector_index import (
     CubeSnapshot,
     SnapshotCache,
+    SnapshotRow,
     build_snapshot,
     decode_matrix,
     encode_vector,
@@ -210,11 +211,17 @@ class SQLiteStore:
                 cube,
                 old_rev,
                 new_rev,
-                [k for k, _, _ in new],
-                np.stack([v for _, v, _ in new]),
-                [r.session_id for _, _, r in new],
-                [r.name for _, _, r in new],
-                [_epoch_days(r.occurred_at) if r.occurred_at else stored for _, _, r in new],
+                [
+                    SnapshotRow(
+                        key,
+                        vec,
+                        r.session_id,
+                        r.name,
+                        _epoch_days(r.occurred_at) if r.occurred_at else stored,
+                        r.index_text,
+                    )
+                    for key, vec, r in new
+                ],
             )
         found = self.by_keys(cube, keys)
         return [found[key] for key in keys]
@@ -504,8 +511,10 @@ class SQLiteStore:
             conn.execute("BEGIN")
             rev = conn.execute("SELECT rev FROM cubes WHERE id = ?", (cube,)).fetchone()
             rows = conn.execute(
-                "SELECT key, embedding, session_id, name, COALESCE(occurred_at, created_at) "
-                "FROM memories WHERE cube_id = ? AND state = 'active' ORDER BY key",
+                "SELECT m.key, m.embedding, m.session_id, m.name, "
+                "COALESCE(m.occurred_at, m.created_at), f.body FROM memories m "
+                "JOIN memories_fts f ON f.rowid = m.key "
+                "WHERE m.cube_id = ? AND m.state = 'active' ORDER BY m.key",
                 (cube,),
             ).fetchall()
             conn.execute("COMMIT")
@@ -517,11 +526,14 @@ class SQLiteStore:
             cube,
             build_snapshot(
                 rev[0] if rev else 0,
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-                [r[3] for r in rows],
-                [_epoch_days(datetime.fromisoformat(r[4])) for r in rows],
+                [
+                    SnapshotRow(
+                        r[0], vec, r[2], r[3], _epoch_days(datetime.fromisoformat(r[4])), r[5]
+                    )
+                    for r, vec in zip(
+                        rows, decode_matrix([r[1] for r in rows], self.dim), strict=True
+                    )
+                ],
                 self.dim,
             ),
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,7 +25,22 @@ class CubeSnapshot:
     sessions: np.ndarray  # int64 code per row, -1 without a session
     speakers: np.ndarray  # object: lower-cased speaker name per row, "" when none
     times: np.ndarray  # float64 days since 1970-01-01 (the memory's time, else when stored)
+    texts: list[str]  # index text per row
     session_ids: list[str] = field(default_factory=list)  # code -> session_id
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Structures retrieval strategies build from this snapshot (rebuilt with it)."""
+
+    @classmethod
+    def empty(cls, dim: int) -> CubeSnapshot:
+        return cls(
+            rev=0,
+            keys=np.zeros(0, dtype=np.int64),
+            matrix=np.zeros((0, dim), dtype=np.float32),
+            sessions=np.zeros(0, dtype=np.int64),
+            speakers=np.zeros(0, dtype=object),
+            times=np.zeros(0, dtype=np.float64),
+            texts=[],
+        )
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -70,26 +86,35 @@ def top_k(
     return [(int(keys[i]), float(scores[i])) for i in idx if np.isfinite(scores[i])]
 
 
-def build_snapshot(
-    rev: int,
-    keys: list[int],
-    blobs: list[bytes],
-    sessions: list[str | None],
-    speakers: list[str | None],
-    times: list[float],
-    dim: int,
-) -> CubeSnapshot:
-    codes: dict[str, int] = {}
-    session_codes = np.asarray(
-        [-1 if s is None else codes.setdefault(s, len(codes)) for s in sessions], dtype=np.int64
-    )
+class SnapshotRow(NamedTuple):
+    """What a snapshot keeps of one active memory."""
+
+    key: int
+    vector: np.ndarray  # unit float32 (dim,)
+    session_id: str | None
+    speaker: str | None
+    time: float  # days since 1970-01-01
+    text: str  # the index text the retrievers see
+
+
+def build_snapshot(rev: int, rows: list[SnapshotRow], dim: int) -> CubeSnapshot:
+    return _extend(CubeSnapshot.empty(dim), rev, rows)
+
+
+def _extend(base: CubeSnapshot, rev: int, rows: list[SnapshotRow]) -> CubeSnapshot:
+    codes = {s: i for i, s in enumerate(base.session_ids)}
+    new_codes = [
+        -1 if r.session_id is None else codes.setdefault(r.session_id, len(codes)) for r in rows
+    ]
+    matrix = np.stack([r.vector for r in rows]).astype(np.float32) if rows else base.matrix[:0]
     return CubeSnapshot(
         rev=rev,
-        keys=np.asarray(keys, dtype=np.int64),
-        matrix=decode_matrix(blobs, dim),
-        sessions=session_codes,
-        speakers=_speakers(speakers),
-        times=np.asarray(times, dtype=np.float64),
+        keys=np.concatenate([base.keys, np.asarray([r.key for r in rows], dtype=np.int64)]),
+        matrix=np.vstack([base.matrix, matrix]),
+        sessions=np.concatenate([base.sessions, np.asarray(new_codes, dtype=np.int64)]),
+        speakers=np.concatenate([base.speakers, _speakers([r.speaker for r in rows])]),
+        times=np.concatenate([base.times, np.asarray([r.time for r in rows], dtype=np.float64)]),
+        texts=[*base.texts, *(r.text for r in rows)],
         session_ids=list(codes),
     )
 
@@ -115,33 +140,12 @@ class SnapshotCache:
             self._cubes[cube] = snapshot
         return snapshot
 
-    def append(
-        self,
-        cube: int,
-        old_rev: int,
-        new_rev: int,
-        keys: list[int],
-        vectors: np.ndarray,
-        sessions: list[str | None],
-        speakers: list[str | None],
-        times: list[float],
-    ) -> None:
+    def append(self, cube: int, old_rev: int, new_rev: int, rows: list[SnapshotRow]) -> None:
         """New rows (keys above every cached key) move a current snapshot to new_rev."""
         with self._lock:
             entry = self._current(cube, old_rev)
-            if entry is None:
-                return
-            codes = {s: i for i, s in enumerate(entry.session_ids)}
-            new_codes = [-1 if s is None else codes.setdefault(s, len(codes)) for s in sessions]
-            self._cubes[cube] = CubeSnapshot(
-                rev=new_rev,
-                keys=np.concatenate([entry.keys, np.asarray(keys, dtype=np.int64)]),
-                matrix=np.vstack([entry.matrix, vectors.astype(np.float32, copy=False)]),
-                sessions=np.concatenate([entry.sessions, np.asarray(new_codes, dtype=np.int64)]),
-                speakers=np.concatenate([entry.speakers, _speakers(speakers)]),
-                times=np.concatenate([entry.times, np.asarray(times, dtype=np.float64)]),
-                session_ids=list(codes),
-            )
+            if entry is not None:
+                self._cubes[cube] = _extend(entry, new_rev, rows)
 
     def remove(self, cube: int, old_rev: int, new_rev: int, keys: list[int]) -> None:
         """Rows leaving the active set move a current snapshot to new_rev."""
