@@ -155,12 +155,14 @@ class SnapshotCache:
                 return
             keep = ~np.isin(entry.keys, np.asarray(keys, dtype=np.int64))
             self._cubes[cube] = CubeSnapshot(
-                new_rev,
-                entry.keys[keep],
-                entry.matrix[keep],
-                entry.sessions[keep],
-                entry.speakers[keep],
-                entry.session_ids,
+                rev=new_rev,
+                keys=entry.keys[keep],
+                matrix=entry.matrix[keep],
+                sessions=entry.sessions[keep],
+                speakers=entry.speakers[keep],
+                times=entry.times[keep],
+                texts=[t for t, k in zip(entry.texts, keep, strict=True) if k],
+                session_ids=entry.session_ids,
             )
 
     def _current(self, cube: int, old_rev: int) -> CubeSnapshot | None:
