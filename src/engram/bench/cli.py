@@ -79,6 +79,9 @@ def locomo(
     convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
     ks: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "1,5,10,25,50",
     pipeline: Annotated[str, typer.Option(help="Retrieval pipeline to measure.")] = "hybrid",
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="Also run every hybrid-no-<part> pipeline.")
+    ] = False,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = Path("docs/benchmarks.md"),
     as_json: JsonOpt = False,
@@ -89,7 +92,10 @@ def locomo(
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
-    result = bench.run(data, _ints(ks), pipeline, _ints(convs) or None)
+    from engram.text.retrieval import PIPELINES
+
+    ablations = sorted(p for p in PIPELINES if p.startswith("hybrid-no-")) if ablation else None
+    result = bench.run(data, _ints(ks), pipeline, _ints(convs) or None, ablations=ablations)
     save_json(results, "locomo", result)
     plot_path = doc.parent / "img" / "locomo-recall.png"
     plotted = bench.plot(result, plot_path)

@@ -109,12 +109,15 @@ def run(
     pipeline: str = "hybrid",
     convs: list[int] | None = None,
     baselines: tuple[str, ...] = BASELINES,
+    ablations: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Ingest once, then score the pipeline, the baselines and any ablation pipelines on
+    the same store in one pass over the questions."""
     conversations = read_locomo(data)
     if convs:
         conversations = [conversations[i] for i in convs]
     embedder = build_embedder(EmbedderConfig(cache_size=0))  # honest query-embedding times
-    systems = [pipeline, *[b for b in baselines if b != pipeline]]
+    systems = [pipeline, *[b for b in baselines if b != pipeline], *(ablations or [])]
     scores = {name: SystemScores(ks) for name in systems}
     depth = max(ks)
     with tempfile.TemporaryDirectory() as home:
@@ -149,9 +152,11 @@ def run(
         },
         "peak_rss_mb": rss_mb,
         "systems": {
-            ("default" if name == DEFAULT_PIPELINE else name): s.summary(ingest_rate)
-            for name, s in scores.items()
+            ("default" if name == DEFAULT_PIPELINE else name): scores[name].summary(ingest_rate)
+            for name in systems
+            if name not in (ablations or [])
         },
+        "ablation": {name: scores[name].summary(ingest_rate) for name in ablations or []},
     }
 
 
@@ -199,7 +204,27 @@ def markdown(result: dict[str, Any], command: str, plot_name: str | None) -> str
         )
     if plot_name:
         lines += ["", f"![recall vs k]({plot_name})"]
+    if result.get("ablation"):
+        lines += ["", *ablation_table(result)]
     return "\n".join(lines)
+
+
+def ablation_table(result: dict[str, Any]) -> list[str]:
+    """What each part of the default pipeline adds: recall without it, and the change."""
+    full = next(iter(result["systems"].values()))
+    lines = [
+        "### Ablation: the default pipeline without one part",
+        "",
+        "| pipeline | R@5 | R@10 | Δ R@5 | Δ R@10 | p50 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in result["ablation"].items():
+        r5, r10 = s["recall"].get("5", 0.0), s["recall"].get("10", 0.0)
+        d5, d10 = r5 - full["recall"].get("5", 0.0), r10 - full["recall"].get("10", 0.0)
+        lines.append(
+            f"| {name} | {r5:.1f} | {r10:.1f} | {d5:+.1f} | {d10:+.1f} | {s['search_ms']['p50']} |"
+        )
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> bool:

@@ -9,6 +9,7 @@ from engram.text.retrieval.base import QueryContext, Retriever
 from engram.text.retrieval.bm25 import BM25Retriever
 from engram.text.retrieval.dense import DenseRetriever
 from engram.text.retrieval.fusion import Fusion, RRFFusion, ZScoreFusion
+from engram.text.retrieval.hybrid import HYBRID_PARTS, hybrid
 
 PIPELINES: dict[str, Callable[[], Retriever]] = {}
 
@@ -30,7 +31,10 @@ def build_pipeline(name: str) -> Retriever:
 register_pipeline("bm25", BM25Retriever)
 register_pipeline("dense", DenseRetriever)
 register_pipeline("rrf", lambda: RRFFusion([BM25Retriever(), DenseRetriever()]))
-register_pipeline("hybrid", lambda: ZScoreFusion([BM25Retriever(), DenseRetriever()]))
+register_pipeline("zscore", lambda: ZScoreFusion([BM25Retriever(), DenseRetriever()]))
+register_pipeline("hybrid", hybrid)
+for _part in HYBRID_PARTS:
+    register_pipeline(f"hybrid-no-{_part}", lambda part=_part: hybrid(without=part))
 
 __all__ = [
     "PIPELINES",

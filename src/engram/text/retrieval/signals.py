@@ -1,4 +1,5 @@
-"""Base signals over a cube snapshot: BM25 (FTS5), dense cosine, speaker mention."""
+"""Signals over a cube snapshot: per-cube BM25 at several units, dense cosine, speaker
+mention, query dates vs memory times."""
 
 from __future__ import annotations
 
@@ -7,28 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engram.store.base import MemoryFilter
 from engram.text.retrieval.base import QueryContext
+from engram.text.retrieval.lexicon import Lexicon, query_tokens, session_matrix, window_matrix
 from engram.text.retrieval.scorer import Scorer
 from engram.text.timeexpr import days, time_ranges
-
-_ALL = MemoryFilter()
-
-
-@dataclass(frozen=True)
-class BM25Signal(Scorer):
-    """BM25 of every matching memory (FTS5); memories without a query term score 0."""
-
-    def score(self, ctx: QueryContext) -> np.ndarray:
-        snap = ctx.snapshot
-        out = np.zeros(len(snap))
-        hits = ctx.store.lexical(ctx.cube, ctx.terms, max(len(snap), 1), _ALL)
-        if hits:
-            keys = np.asarray([h.key for h in hits], dtype=np.int64)
-            rows = snap.rows(keys)
-            ok = (rows < len(snap)) & (snap.keys[np.minimum(rows, len(snap) - 1)] == keys)
-            out[rows[ok]] = np.asarray([h.score for h in hits])[ok]
-        return out
 
 
 @dataclass(frozen=True)
@@ -72,3 +55,25 @@ class TimeSignal(Scorer):
             gap = np.maximum(lo - times, 0) + np.maximum(times - hi, 0)
             best = np.maximum(best, np.exp(-gap / self.tau_days))
         return best
+
+
+@dataclass(frozen=True)
+class LexicalSignal(Scorer):
+    """BM25 with per-cube statistics over a unit: the turn itself ("turn"), the turn with
+    `before`/`after` neighbours ("window"), or its whole session ("session")."""
+
+    unit: str = "turn"
+    before: int = 1
+    after: int = 1
+    k1: float = 1.2
+    b: float = 0.75
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        snap = ctx.snapshot
+        lex = Lexicon.of(snap)
+        docs = lex.counts
+        if self.unit == "window":
+            docs = (window_matrix(snap, self.before, self.after) @ docs).tocsr()
+        elif self.unit == "session":
+            docs = (session_matrix(snap) @ docs).tocsr()
+        return lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
