@@ -41,11 +41,15 @@ class EmbedderConfig(_Section):
     dimensions: int | None = Field(
         default=None, gt=0, description="Vector size, required for 'openai' unless probed."
     )
-    batch_size: int = Field(default=64, gt=0, le=4096, description="Texts per forward pass.")
+    batch_size: int = Field(default=32, gt=0, le=4096, description="Texts per forward pass.")
     cache_size: int = Field(
         default=8192, ge=0, description="Embeddings kept in the in-process LRU cache."
     )
     device: str = Field(default="cpu", description="torch device for local models.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="Compute precision of local models; auto = bf16 where the CPU/GPU has it.",
+    )
     timeout_s: float = Field(default=30.0, gt=0, description="HTTP timeout for 'openai'.")
 
 

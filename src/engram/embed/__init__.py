@@ -20,7 +20,9 @@ def register_embedder(name: str, factory: EmbedderFactory) -> None:
 def _sentence_transformers(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.local import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    return SentenceTransformerEmbedder(
+        cfg.model, device=cfg.device, batch_size=cfg.batch_size, precision=cfg.precision
+    )
 
 
 def _openai(cfg: EmbedderConfig) -> Embedder:

@@ -34,10 +34,30 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _use_bf16(precision: str, device: str) -> bool:
+    """bf16 autocast: 1.7x faster MiniLM on CPUs with native bf16 (AVX512-BF16/AMX), with
+    cosine 0.99998 to fp32 (below the float16 storage error). 'auto' uses it where native."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"embedder precision must be auto, fp32 or bf16, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model directory (or the packaged MiniLM when None)."""
 
-    def __init__(self, model: str | None = None, device: str = "cpu", batch_size: int = 64):
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 32,
+        precision: str = "auto",
+    ):
         path = Path(model).expanduser() if model else packaged_model_path()
         if not path.is_dir():
             raise ConfigError(
@@ -53,6 +73,7 @@ class SentenceTransformerEmbedder(Embedder):
             ) from err
         _quiet_transformers()
         self._model = SentenceTransformer(str(path), device=device)
+        self._device_type = device.split(":")[0]
         dim_of = (
             getattr(self._model, "get_embedding_dimension", None)
             or self._model.get_sentence_embedding_dimension
@@ -63,10 +84,18 @@ class SentenceTransformerEmbedder(Embedder):
         self.dim = int(dim)
         self.name = DEFAULT_MODEL_NAME if model is None else path.name
         self.batch_size = batch_size
+        self.autocast = _use_bf16(precision, device)
         self._lock = threading.Lock()  # one forward pass at a time; torch uses all cores
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
+        import torch
+
+        with (
+            self._lock,
+            torch.autocast(
+                device_type=self._device_type, dtype=torch.bfloat16, enabled=self.autocast
+            ),
+        ):
             return self._model.encode(
                 texts,
                 batch_size=self.batch_size,
