@@ -12,7 +12,7 @@ STOPWORDS = frozenset(
     """a an and are as at be been being but by did do does doing for from had has have having
     he her hers him his i if in into is it its me my of on or our ours she so than that the
     their theirs them then there these they this those to was we were what when where which
-    who whom why will with would you your yours""".split()
+    who whom why will with would you your yours s t d ll m re ve""".split()  # + contractions
 )
 
 

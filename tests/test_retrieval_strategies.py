@@ -1,0 +1,217 @@
+"""Every retrieval strategy on tiny real fixtures: signals, context wrappers, the hybrid
+recipe and its ablations, query date parsing, the per-cube lexicon, the LoCoMo bench."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engram import Memory
+from engram.bench.locomo import SystemScores, hit_turns, ranked_turns
+from engram.bench.locomo import run as run_locomo
+from engram.scope import Scope, build_filter
+from engram.store.vector_index import CubeSnapshot, SnapshotRow, build_snapshot
+from engram.text.retrieval import PIPELINES, build_pipeline
+from engram.text.retrieval.base import QueryContext
+from engram.text.retrieval.context import SessionSignal, WindowSignal
+from engram.text.retrieval.hybrid import HYBRID_PARTS
+from engram.text.retrieval.lexicon import Lexicon, query_tokens, session_matrix, window_matrix
+from engram.text.retrieval.scorer import Scorer, WeightedSum, zscore
+from engram.text.retrieval.signals import LexicalSignal, SpeakerSignal, TimeSignal
+from engram.text.timeexpr import days, time_ranges
+
+SAMPLE = Path(str(resources.files("engram") / "data" / "sample_conversation.json"))
+
+
+def snapshot(rows: list[tuple[str | None, str | None, str]], dim: int = 4) -> CubeSnapshot:
+    """(session, speaker, text) rows with distinct unit vectors."""
+    eye = np.eye(max(dim, len(rows)), dtype=np.float32)
+    return build_snapshot(
+        1,
+        [
+            SnapshotRow(i + 1, eye[i][:dim] if i < dim else eye[0][:dim], s, sp, 19000.0 + i, t)
+            for i, (s, sp, t) in enumerate(rows)
+        ],
+        dim,
+    )
+
+
+class Fixed(Scorer):
+    """A real scorer returning a fixed array (for testing wrappers)."""
+
+    def __init__(self, values: list[float]):
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        return self.values
+
+
+def ctx_for(snap: CubeSnapshot, query: str = "q") -> QueryContext:
+    ctx = QueryContext(None, 1, query, build_filter(Scope.of(user_id="x")), lambda q: np.zeros(4))  # type: ignore[arg-type]
+    ctx._snapshot = snap
+    return ctx
+
+
+THREE_TWO = [
+    ("s1", "ann", "a"),
+    ("s1", "bob", "b"),
+    ("s1", "ann", "c"),
+    ("s2", "bob", "d"),
+    ("s2", "ann", "e"),
+]
+
+
+def test_time_ranges_formats() -> None:
+    assert time_ranges("on 9 November, 2022") == [(date(2022, 11, 9), date(2022, 11, 9))]
+    assert time_ranges("on July 24, 2023") == [(date(2023, 7, 24), date(2023, 7, 24))]
+    assert time_ranges("Sept 3rd, 2021") == [(date(2021, 9, 3), date(2021, 9, 3))]
+    assert time_ranges("in May 2023") == [(date(2023, 5, 1), date(2023, 5, 31))]
+    assert time_ranges("in 2021") == [(date(2021, 1, 1), date(2021, 12, 31))]
+    assert time_ranges("31 February, 2022") == [(date(2022, 2, 1), date(2022, 2, 28))]
+    assert time_ranges("room 1234 and the year 3021") == []
+
+
+def test_window_and_session_matrices_stay_inside_sessions() -> None:
+    snap = snapshot(THREE_TWO)
+    win = window_matrix(snap, 1, 1).toarray()
+    assert win[0].tolist() == [1, 1, 0, 0, 0]
+    assert win[2].tolist() == [0, 1, 1, 0, 0]  # the next turn is in another session
+    assert win[3].tolist() == [0, 0, 0, 1, 1]
+    sess = session_matrix(snap).toarray()
+    assert sess[1].tolist() == [1, 1, 1, 0, 0] and sess[4].tolist() == [0, 0, 0, 1, 1]
+    assert window_matrix(snap, 1, 1) is window_matrix(snap, 1, 1)  # cached on the snapshot
+
+
+def test_window_signal_means_over_neighbours() -> None:
+    snap = snapshot(THREE_TWO)
+    ctx = ctx_for(snap)
+    out = WindowSignal(Fixed([3, 0, 0, 6, 0]), radius=1).score(ctx)
+    assert out.tolist() == pytest.approx([1.5, 1.0, 0.0, 3.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "reduce, expected", [("max", [5, 5, 5, 2, 2]), ("mean", [3, 3, 3, 1.5, 1.5])]
+)
+def test_session_signal(reduce: str, expected: list[float]) -> None:
+    ctx = ctx_for(snapshot(THREE_TWO))
+    assert SessionSignal(Fixed([1, 3, 5, 1, 2]), reduce).score(ctx).tolist() == expected
+
+
+def test_weighted_sum_standardises_except_calibrated() -> None:
+    ctx = ctx_for(snapshot(THREE_TWO))
+
+    class Calibrated(Fixed):
+        calibrated = True
+
+    a, c = Fixed([1, 2, 3, 4, 5]), Calibrated([0, 0, 1, 0, 0])
+    total = WeightedSum(((a, 2.0), (c, 3.0))).score(ctx)
+    assert total == pytest.approx(2 * zscore(a.values) + 3 * c.values)
+
+
+def test_lexical_signal_units_and_per_cube_statistics() -> None:
+    snap = snapshot(
+        [
+            ("s1", "ann", "Did you adopt the greyhound?"),
+            ("s1", "bob", "Yes, her name is Biscuit"),
+            ("s2", "ann", "The weather was lovely"),
+        ]
+    )
+    ctx = ctx_for(snap, "greyhound name")
+    turn = LexicalSignal("turn").score(ctx)
+    window = LexicalSignal("window", before=1, after=0).score(ctx)
+    assert turn[0] > 0 and turn[2] == 0
+    assert window[1] > turn[1]  # the answer inherits its question's words
+    assert LexicalSignal("session").score(ctx)[2] == 0
+    assert query_tokens("What is the dog's name?") == ["dog", "name"]
+    lex = Lexicon.of(snap)
+    assert lex is Lexicon.of(snap) and lex.counts.shape[0] == 3
+
+
+def test_lexical_scores_do_not_depend_on_other_owners(embedder) -> None:
+    texts = ["I adopted a greyhound", "We went hiking", "Biscuit loves the sofa"]
+    with Memory(home=Path(__import__("tempfile").mkdtemp()), embedder=embedder) as m:
+        m.add(texts, user_id="alice")
+        before = m.search("greyhound hiking", user_id="alice", k=3)
+        m.add(["greyhound " * 5] * 20, user_id="bob")  # floods the global term statistics
+        after = m.search("greyhound hiking", user_id="alice", k=3)
+    assert [h.id for h in before] == [h.id for h in after]
+    assert [round(h.score, 9) for h in before] == [round(h.score, 9) for h in after]
+
+
+def test_time_signal() -> None:
+    snap = snapshot(THREE_TWO)
+    ctx = ctx_for(snap, "what happened on 3 January, 2022")
+    target = days(date(2022, 1, 3))
+    snap.times[:] = [target - 30, target, target + 5, target + 40, target + 11 + 10]
+    out = TimeSignal(after_days=10, tau_days=10).score(ctx)
+    assert out[1] == 1.0 and out[2] == 1.0
+    assert out[0] == pytest.approx(np.exp(-3.0))
+    assert out[4] == pytest.approx(np.exp(-1.0), rel=1e-6)
+    assert TimeSignal().score(ctx_for(snap, "no dates here")).tolist() == [0.0] * 5
+
+
+def test_speaker_signal() -> None:
+    ctx = ctx_for(snapshot(THREE_TWO), "What did Ann say about it?")
+    assert SpeakerSignal().score(ctx).tolist() == [1, 0, 1, 0, 1]
+    assert SpeakerSignal().score(ctx_for(snapshot(THREE_TWO), "what happened")).sum() == 0
+
+
+def test_every_pipeline_runs_and_respects_filters(memory: Memory) -> None:
+    memory.add(
+        ["I keep bees in the garden", "The honey harvest was great"],
+        user_id="a",
+        session_id="s1",
+        timestamp="2023-05-01T10:00:00",
+    )
+    fact = memory.add("Bees need water in summer", user_id="a", memory_type="fact")[0]
+    archived = memory.add("bees bees bees", user_id="a")[0]
+    memory.delete(archived.id)
+    for name in PIPELINES:
+        hits = memory.search("bees", user_id="a", k=5, pipeline=name)
+        assert hits and archived.id not in {h.id for h in hits}, name
+        only_facts = memory.search("bees", user_id="a", k=5, pipeline=name, types="fact")
+        assert [h.id for h in only_facts] == [fact.id], name
+        in_s1 = memory.search("bees", user_id="a", k=5, pipeline=name, session_id="s1")
+        assert {h.provenance.session_id for h in in_s1} == {"s1"}, name
+
+
+def test_ablation_pipelines_drop_exactly_one_part() -> None:
+    full = build_pipeline("hybrid").scorer.parts  # type: ignore[attr-defined]
+    assert len(full) == len(HYBRID_PARTS)
+    for part in HYBRID_PARTS:
+        parts = build_pipeline(f"hybrid-no-{part}").scorer.parts  # type: ignore[attr-defined]
+        assert len(parts) == len(full) - 1
+        assert HYBRID_PARTS[part] not in parts
+
+
+def test_recall_metrics_and_hit_expansion(memory: Memory) -> None:
+    scores = SystemScores([1, 2])
+    scores.add(["D1", "D2", "D3"], ["D2", "D9"], 4, 1.0)
+    summary = scores.summary(100.0)
+    assert summary["recall"] == {"1": 0.0, "2": 50.0}
+    assert summary["mrr"] == 0.5
+    item = memory.add(
+        {"content": "a summary", "source_id": "S1"},
+        user_id="a",
+        metadata={"source_ids": ["D1:1", "D1:2"]},
+    )[0]
+    hit = memory.search("summary", user_id="a", k=1)[0]
+    assert hit.id == item.id and hit_turns(hit) == ["D1:1", "D1:2"]
+    assert ranked_turns([hit, hit], 1) == ["D1:1"]
+
+
+def test_locomo_bench_on_the_sample(tmp_path: Path) -> None:
+    result = run_locomo(SAMPLE, [1, 5, 10], ablations=["hybrid-no-time"])
+    assert result["questions"] == 10
+    assert set(result["systems"]) == {"default", "bm25", "dense"}
+    assert set(result["ablation"]) == {"hybrid-no-time"}
+    default = result["systems"]["default"]
+    assert 0 < default["recall"]["1"] <= default["recall"]["5"] <= default["recall"]["10"] <= 100
+    assert default["recall"]["10"] >= result["systems"]["dense"]["recall"]["10"]
+    assert set(default["by_category"]) <= {"1", "2", "3", "4", "5"}
+    json.dumps(result)  # serialisable as printed by --json
