@@ -711,3 +711,20 @@ def test_registered_memory_types_are_accepted_everywhere(memory: Memory) -> None
     assert [h.id for h in memory.search("eggs", user_id="alice", types="recipe")] == [item.id]
     with pytest.raises(ValueError, match="identifier"):
         register_memory_type("no spaces allowed")
+
+
+def test_custom_types_stay_readable_where_they_are_not_registered(
+    memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engram import register_memory_type
+    from engram.types import MEMORY_TYPES
+
+    register_memory_type("journal")
+    [item] = memory.add("dear diary, the lake froze", user_id="alice", memory_type="journal")
+    monkeypatch.delitem(MEMORY_TYPES, "journal")  # like a process that never registered it
+    assert memory.get(item.id).type == "journal"
+    assert [i.type for i in memory.get_all(user_id="alice").items] == ["journal"]
+    assert memory.search("frozen lake", user_id="alice")[0].type == "journal"
+    assert memory.stats(user_id="alice").by_type == {"journal": 1}
+    with pytest.raises(ValidationError, match="unknown memory type 'journal'"):
+        memory.add("more", user_id="alice", memory_type="journal")

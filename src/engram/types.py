@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -35,15 +35,6 @@ def register_memory_type(name: str) -> str:
         raise ValueError(f"memory type {name!r} must be an identifier of at most 64 characters")
     MEMORY_TYPES[name] = None
     return name
-
-
-def _known_type(value: str) -> str:
-    if value not in MEMORY_TYPES:
-        raise ValueError(f"unknown memory type {value!r}; known: {', '.join(MEMORY_TYPES)}")
-    return str(value)
-
-
-MemoryTypeName = Annotated[str, AfterValidator(_known_type)]
 
 
 class MemoryState(StrEnum):
@@ -93,7 +84,11 @@ class MemoryItem(_Strict):
 
     id: str
     memory: str = Field(description="The memory text.")
-    type: MemoryTypeName = MemoryType.TURN.value
+    type: str = Field(
+        default=MemoryType.TURN.value,
+        description="The memory type's name. Checked when written (add, filters), read back "
+        "as stored: a process that never registered a custom type can still read it.",
+    )
     state: MemoryState = MemoryState.ACTIVE
     metadata: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance
@@ -122,7 +117,7 @@ class SearchHit(_Strict):
     id: str
     memory: str
     score: float
-    type: MemoryTypeName
+    type: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance
     created_at: datetime
