@@ -226,3 +226,17 @@ def test_home_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     cfg = EngramConfig(home=Path("~/somewhere"))
     assert cfg.home == tmp_path / "somewhere"
     assert "~" not in str(cfg.sqlite_path)
+
+
+@pytest.mark.parametrize("setting", ["home", "config_file"])
+def test_non_path_locations_are_config_errors(setting: str) -> None:
+    with pytest.raises(ConfigError, match=f"{setting} must be a path"):
+        load_config(**{setting: 5})
+    with pytest.raises(ConfigError, match=f"{setting} must be a path"):
+        Memory(**{setting: 5})
+
+
+def test_default_k_above_max_k_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"default_k \(50\) must not exceed max_k \(20\)"):
+        load_config(search={"default_k": 50, "max_k": 20})
+    assert load_config(search={"default_k": 20, "max_k": 20}).search.default_k == 20

@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from engram.errors import ConfigError
@@ -68,6 +75,12 @@ class SearchConfig(_Section):
         default=True, description="Count search hits as accesses (buffered, flushed lazily)."
     )
 
+    @model_validator(mode="after")
+    def _default_within_max(self) -> SearchConfig:
+        if self.default_k > self.max_k:
+            raise ValueError(f"default_k ({self.default_k}) must not exceed max_k ({self.max_k})")
+        return self
+
 
 class LimitsConfig(_Section):
     """Input limits enforced at every public entry."""
@@ -102,15 +115,21 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+def _path_like(value: Any, what: str) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"invalid Engram configuration: {what} must be a path, got {value!r}")
+    return Path(value).expanduser()
+
+
 def _config_path(init_kwargs: dict[str, Any]) -> Path | None:
     explicit = init_kwargs.get("config_file") or os.environ.get("ENGRAM_CONFIG")
     if explicit:
-        path = Path(explicit).expanduser()
+        path = _path_like(explicit, "config_file")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         return path
     home = init_kwargs.get("home") or os.environ.get("ENGRAM_HOME") or DEFAULT_HOME
-    candidate = Path(home).expanduser() / "config.toml"
+    candidate = _path_like(home, "home") / "config.toml"
     return candidate if candidate.is_file() else None
 
 
