@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from _engram_helpers import db_path, table_counts
-from engram import ConfigError, EngramError, Memory, Message, NotFoundError, ValidationError
+from engram import (
+    AddRequest,
+    ConfigError,
+    EngramError,
+    Memory,
+    Message,
+    NotFoundError,
+    ValidationError,
+)
 
 LIMITS = {"max_text_chars": 100, "max_query_chars": 50, "max_batch": 5, "max_metadata_bytes": 200}
 
@@ -495,3 +503,101 @@ def test_timestamps_accept_iso_strings_and_datetimes(mem: Memory) -> None:
     [a] = mem.add("a", user_id="alice", timestamp="2024-01-02T03:04:05")
     [b] = mem.add("b", user_id="alice", timestamp=datetime(2024, 1, 2, 3, 4, 5))
     assert a.provenance.timestamp == b.provenance.timestamp
+
+
+# -- values that used to escape as TypeError, OverflowError, RecursionError ... --------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+BIG = 2**64
+DEEP = _nested(5000)
+
+ESCAPE_CASES = [
+    pytest.param(
+        lambda m: m.add("x", user_id="alice", metadata={"n": BIG}), "64-bit", id="meta-bigint"
+    ),
+    pytest.param(
+        lambda m: m.add("x", user_id="alice", metadata={"n": -BIG}), "64-bit", id="meta-neg-big"
+    ),
+    pytest.param(
+        lambda m: m.search("x", user_id="alice", filters={"n": BIG}), "64-bit", id="filter-bigint"
+    ),
+    pytest.param(
+        lambda m: m.get_all(user_id="alice", filters={"n": {"$in": [1, BIG]}}),
+        "64-bit",
+        id="filter-in-bigint",
+    ),
+    pytest.param(
+        lambda m: m.add("x", user_id="alice", metadata={"deep": DEEP}),
+        "nested more than 32 levels",
+        id="meta-deep",
+    ),
+    pytest.param(
+        lambda m: m.update(_first_id(m), metadata={"deep": DEEP}),
+        "nested more than 32 levels",
+        id="update-meta-deep",
+    ),
+    pytest.param(
+        lambda m: m.search("x", user_id="alice", filters={"k": {"$eq": DEEP}}),
+        "nested more than 32 levels",
+        id="filter-deep",
+    ),
+    pytest.param(lambda m: m.search("x", user_id="alice", types=123), "types", id="types-int"),
+    pytest.param(
+        lambda m: m.get_all(user_id="alice", types=4.5), "types must be", id="get-all-types-float"
+    ),
+    pytest.param(
+        lambda m: m.search("x", user_id="alice", pipeline=["x"]), "pipeline", id="pipeline-list"
+    ),
+    pytest.param(
+        lambda m: m.add_batch([AddRequest("x", user_id="alice")], chunk_size=1.5),
+        "chunk_size",
+        id="chunk-float",
+    ),
+    pytest.param(
+        lambda m: m.add_batch([AddRequest("x", user_id="alice")], chunk_size="5"),
+        "chunk_size",
+        id="chunk-str",
+    ),
+    pytest.param(
+        lambda m: m.add_batch([{"messages": "x", "user_id": "alice"}]),
+        "must be an AddRequest, got dict",
+        id="batch-of-dicts",
+    ),
+    pytest.param(lambda m: m.add_batch("x"), "list of AddRequest", id="batch-str"),
+    pytest.param(
+        lambda m: m.delete(_first_id(m), hard="false"), "hard must be True or False", id="hard-str"
+    ),
+    pytest.param(
+        lambda m: m.delete_all(user_id="alice", hard=1), "hard must be True or False", id="hard-1"
+    ),
+    pytest.param(
+        lambda m: m.get_all(user_id="alice", include_archived="yes"),
+        "include_archived must be True or False",
+        id="include-archived-str",
+    ),
+    pytest.param(
+        lambda m: list(m.iter_all(user_id="alice", include_archived=None)),
+        "include_archived",
+        id="iter-all-none",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "match"), ESCAPE_CASES)
+def test_odd_values_are_validation_errors(mem: Memory, call: Callable, match: str) -> None:
+    _rejects(mem, lambda: call(mem), match)
+
+
+def test_metadata_at_the_edges_is_accepted(memory: Memory) -> None:
+    meta = {"big": 2**63 - 1, "small": -(2**63), "deep": _nested(30)}
+    [item] = memory.add("edges", user_id="alice", metadata=meta)
+    assert memory.get(item.id).metadata == meta
+    hits = memory.get_all(user_id="alice", filters={"big": 2**63 - 1}).items
+    assert [h.id for h in hits] == [item.id]

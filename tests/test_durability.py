@@ -145,7 +145,8 @@ def test_failing_multi_row_insert_writes_nothing(tmp_path: Path, bad_text) -> No
         conn.close()
         # the store still works and its cache is consistent
         [after] = store.insert(cube, [_row("after the failure")], np.eye(4, dtype=np.float32)[2:3])
-        assert [i.memory for i in store.get(cube, [kept.id, after.id])] == [
+        keys = [store.locate(i.id).key for i in (kept, after)]
+        assert [store.by_keys(cube, keys)[k].memory for k in keys] == [
             "already here",
             "after the failure",
         ]

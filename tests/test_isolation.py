@@ -178,3 +178,24 @@ def test_agent_id_narrows_inside_a_user_cube(memory: Memory) -> None:
     assert memory.delete_all(user_id="alice", agent_id="y") == 1
     assert memory.get(by_y[0]).state is MemoryState.ARCHIVED
     assert all(memory.get(i).state is MemoryState.ACTIVE for i in by_x + plain)
+
+
+@pytest.mark.parametrize("verb", ["get", "history", "update", "delete", "restore"])
+def test_id_calls_with_user_and_agent_also_check_the_agent(memory: Memory, verb: str) -> None:
+    [mine] = memory.add("the planner's note", user_id="alice", agent_id="planner")
+    [other] = memory.add("the coder's note", user_id="alice", agent_id="coder")
+    if verb == "restore":
+        memory.delete(other.id)
+        memory.delete(mine.id)
+    calls = {
+        "get": lambda i: memory.get(i, user_id="alice", agent_id="planner"),
+        "history": lambda i: memory.history(i, user_id="alice", agent_id="planner"),
+        "update": lambda i: memory.update(i, "changed", user_id="alice", agent_id="planner"),
+        "delete": lambda i: memory.delete(i, hard=True, user_id="alice", agent_id="planner"),
+        "restore": lambda i: memory.restore(i, user_id="alice", agent_id="planner"),
+    }
+    before = memory.get(other.id)
+    with pytest.raises(NotFoundError, match=f"^no memory '{other.id}' for user:alice$"):
+        calls[verb](other.id)
+    assert memory.get(other.id) == before
+    calls[verb](mine.id)  # the planner's own memory is in scope

@@ -728,3 +728,71 @@ def test_custom_types_stay_readable_where_they_are_not_registered(
     assert memory.stats(user_id="alice").by_type == {"journal": 1}
     with pytest.raises(ValidationError, match="unknown memory type 'journal'"):
         memory.add("more", user_id="alice", memory_type="journal")
+
+
+# -- erasure of whole owners, cube cache -----------------------------------------------------------
+
+
+def test_erasing_every_memory_of_an_owner_erases_the_owner(memory: Memory) -> None:
+    memory.add(["one", "two"], user_id="alice")
+    memory.add("three", user_id="bob")
+    assert memory.delete_all(user_id="alice", hard=True) == 2
+    assert memory.owners() == ["user:bob"]
+    with pytest.raises(NotFoundError, match="no memories for user:alice"):
+        memory.stats(user_id="alice")
+    dump = b"".join(all_table_bytes(db_path(memory.home)).values())
+    assert b"alice" not in dump
+    [again] = memory.add("a fresh start", user_id="alice")
+    assert [i.id for i in memory.get_all(user_id="alice").items] == [again.id]
+    assert memory.search("fresh start", user_id="alice")[0].id == again.id
+
+
+def test_an_owner_erased_by_another_memory_object_is_seen_at_once(tmp_path, embedder) -> None:
+    with (
+        Memory(home=tmp_path, embedder=embedder) as a,
+        Memory(home=tmp_path, embedder=embedder) as b,
+    ):
+        a.add("before", user_id="alice")
+        assert b.delete_all(user_id="alice", hard=True) == 1
+        [after] = a.add("after", user_id="alice")
+        assert [i.id for i in b.get_all(user_id="alice").items] == [after.id]
+        assert [i.id for i in a.get_all(user_id="alice").items] == [after.id]
+
+
+def test_an_add_racing_an_owner_erasure_lands_in_a_new_cube(
+    tmp_path, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Memory(home=tmp_path, embedder=embedder) as mem:
+        mem.add("before", user_id="alice")
+        stale = mem.store.cube_id("user:alice")
+        mem.delete_all(user_id="alice", hard=True)
+        real = mem.store.cube_id
+        calls: list[str] = []
+
+        def stale_once(owner: str, create: bool = False) -> int | None:
+            calls.append(owner)
+            return stale if len(calls) == 1 else real(owner, create)
+
+        monkeypatch.setattr(mem.store, "cube_id", stale_once)
+        [item] = mem.add("after", user_id="alice")
+        assert item.provenance.owner == "user:alice"
+        assert [i.id for i in mem.get_all(user_id="alice").items] == [item.id]
+
+
+def test_cube_cache_is_bounded(memory: Memory) -> None:
+    assert memory._cubes.capacity == 1024
+    memory._cubes.capacity = 3
+    for i in range(8):
+        memory.add(f"note {i}", user_id=f"user{i}")
+    assert len(memory._cubes) == 3
+    assert memory.get_all(user_id="user0").items[0].memory == "note 0"  # evicted, still there
+
+
+def test_access_counts_of_an_erased_memory_never_reach_another(memory: Memory) -> None:
+    [_, target] = memory.add(["alpha apples", "beta bananas"], user_id="alice")
+    assert memory.search("bananas", user_id="alice", k=1)[0].id == target.id
+    memory.delete(target.id, hard=True)
+    [new] = memory.add("gamma grapes", user_id="alice")
+    assert memory.access is not None
+    memory.access.flush()
+    assert memory.get(new.id).access_count == 0

@@ -77,7 +77,9 @@ def test_reopening_keeps_data_and_applies_nothing_twice(tmp_path: Path) -> None:
     first.close()
     for _ in range(2):
         again = SQLiteStore(path, DIM)
-        assert again.get(cube, [item.id])[0].memory == "persisted"
+        assert again.by_keys(cube, [_key(again, item.id)])[_key(again, item.id)].memory == (
+            "persisted"
+        )
         again.close()
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)

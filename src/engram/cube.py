@@ -48,7 +48,7 @@ class MemCube:
         ranked = pipeline.retrieve(ctx, k)
         items = self.store.by_keys(self.id, [s.key for s in ranked])
         if self.access is not None:
-            self.access.record([s.key for s in ranked])
+            self.access.record(self.id, [s.key for s in ranked])
         return [SearchHit.of(items[s.key], s.score) for s in ranked if s.key in items]
 
     def _key(self, memory_id: str) -> int:
@@ -98,7 +98,10 @@ class MemCube:
                 reason=reason,
                 source="api",
             )
-        return self.store.change(self.id, key, change)
+        try:
+            return self.store.change(self.id, key, change)
+        except NotFoundError as err:  # erased while this update was being prepared
+            raise NotFoundError(f"no memory {memory_id!r} for {self.owner}") from err
 
     def archive(self, memory_id: str, reason: str | None) -> int:
         return self.store.set_state(
@@ -111,7 +114,7 @@ class MemCube:
         )
 
     def purge(self, memory_id: str) -> int:
-        return self.store.purge(self.id, [self._key(memory_id)])
+        return self._purge([self._key(memory_id)])
 
     def archive_where(self, flt: MemoryFilter, reason: str | None) -> int:
         keys = self.store.keys(self.id, flt)
@@ -120,10 +123,23 @@ class MemCube:
         )
 
     def purge_where(self, flt: MemoryFilter) -> int:
-        return self.store.purge(self.id, self.store.keys(self.id, flt))
+        return self._purge(self.store.keys(self.id, flt))
+
+    def _purge(self, keys: list[int]) -> int:
+        erased = self.store.purge(self.id, keys)
+        if self.access is not None:
+            self.access.forget(self.id, keys)
+        return erased
+
+    def known_sources(self, source_ids: list[str]) -> set[str]:
+        """Those of `source_ids` already stored here (as a source id or a memory id)."""
+        return self.store.known_sources(self.id, source_ids)
 
     def history(self, memory_id: str) -> list[Version]:
         return self.store.history(self.id, self._key(memory_id))
 
     def stats(self) -> CubeStats:
-        return self.store.stats(self.id)
+        try:
+            return self.store.stats(self.id)
+        except NotFoundError as err:  # every memory was erased meanwhile
+            raise NotFoundError(f"no memories for {self.owner}") from err

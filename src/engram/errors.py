@@ -15,6 +15,15 @@ class ValidationError(EngramError, ValueError):
     code = "invalid_input"
 
 
+class InvalidRequestError(ValidationError):
+    """One request of `Memory.add_batch` is invalid: `index` says which, `problem` what."""
+
+    def __init__(self, index: int, problem: str, numbered: bool = True):
+        super().__init__(f"request {index}: {problem}" if numbered else problem)
+        self.index = index
+        self.problem = problem
+
+
 class NotFoundError(EngramError, KeyError):
     """No memory with that id exists in the caller's scope."""
 
@@ -40,6 +49,13 @@ class StoreError(EngramError):
     """The storage backend failed (locked, corrupt, disk full ...)."""
 
     code = "store_error"
+
+
+class CubeGoneError(StoreError):
+    """A cube was erased (its last memory purged) while a caller still held its id;
+    `Memory` resolves the owner again and retries."""
+
+    code = "cube_gone"
 
 
 class SchemaVersionError(StoreError):

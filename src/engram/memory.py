@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engram.config import EngramConfig, load_config
 from engram.cube import MemCube
 from engram.embed import Embedder, build_embedder
-from engram.errors import ConfigError, EngramError, NotFoundError, ValidationError
+from engram.errors import (
+    ConfigError,
+    CubeGoneError,
+    EngramError,
+    InvalidRequestError,
+    NotFoundError,
+    ValidationError,
+)
 from engram.scope import (
     Scope,
     build_filter,
+    check_flag,
     check_id,
     decode_cursor,
     encode_cursor,
@@ -29,8 +40,8 @@ from engram.text.retrieval import Retriever, build_pipeline
 from engram.types import CubeStats, MemoryItem, MemoryType, Page, SearchHit, Version
 
 
-def open_store(config: EngramConfig, dim: int) -> Store:
-    """The store named by `database_url` (SQLite by default)."""
+def open_store(config: EngramConfig, dim: int | None) -> Store:
+    """The store named by `database_url` (SQLite by default); `dim=None`: as recorded."""
     if config.database_url and config.database_url.startswith("postgresql://"):
         raise ConfigError("the PostgreSQL store is not available in this version of Engram")
     from engram.store.sqlite import SQLiteStore
@@ -41,6 +52,78 @@ def open_store(config: EngramConfig, dim: int) -> Store:
         synchronous=config.sqlite.synchronous,
         busy_timeout_s=config.sqlite.busy_timeout_s,
     )
+
+
+class LazyEmbedder(Embedder):
+    """An embedder built on first use, so reading memories never loads a model. `on_load`
+    checks the built embedder against the store before it embeds anything."""
+
+    def __init__(self, build: Callable[[], Embedder], on_load: Callable[[Embedder], None]):
+        self._build, self._on_load = build, on_load
+        self._inner: Embedder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def inner(self) -> Embedder:
+        with self._lock:
+            if self._inner is None:
+                inner = self._build()
+                if not isinstance(inner, Embedder):
+                    raise ConfigError(f"the embedder factory returned {type(inner).__name__}")
+                self._on_load(inner)  # EmbedderMismatchError leaves it unloaded
+                self._inner = inner
+            return self._inner
+
+    @property
+    def loaded(self) -> bool:
+        return self._inner is not None
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return self.inner.name
+
+    @property  # type: ignore[override]
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed(texts)
+
+
+class _CubeCache:
+    """The most recently used MemCubes by owner, at most `capacity` (a server meets
+    unboundedly many owners). Entries are checked against the store's cube id on use."""
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._cubes: OrderedDict[str, MemCube] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, owner: str, cube_id: int) -> MemCube | None:
+        with self._lock:
+            cube = self._cubes.get(owner)
+            if cube is None or cube.id != cube_id:
+                return None
+            self._cubes.move_to_end(owner)
+            return cube
+
+    def put(self, cube: MemCube) -> MemCube:
+        with self._lock:
+            current = self._cubes.get(cube.owner)
+            if current is not None and current.id == cube.id:
+                cube = current  # another thread got there first: keep one object per cube
+            self._cubes[cube.owner] = cube
+            self._cubes.move_to_end(cube.owner)
+            while len(self._cubes) > self.capacity:
+                self._cubes.popitem(last=False)
+            return cube
+
+    def discard(self, owner: str) -> None:
+        with self._lock:
+            self._cubes.pop(owner, None)
+
+    def __len__(self) -> int:
+        return len(self._cubes)
 
 
 @dataclass(frozen=True)
@@ -68,41 +151,56 @@ class Memory:
         self,
         config: EngramConfig | None = None,
         *,
-        embedder: Embedder | dict[str, Any] | None = None,
+        embedder: Embedder | Callable[[], Embedder] | dict[str, Any] | None = None,
         store: Store | None = None,
         **overrides: Any,
     ):
+        """`embedder`: an Embedder; a function that builds one on first use (reading
+        memories then never loads the model; the caller closes what it builds); a dict
+        of embedder settings; or None for the configured one."""
         if isinstance(embedder, dict):  # embedder settings, like search={...} or limits={...}
             overrides["embedder"], embedder = embedder, None
-        if embedder is not None and not isinstance(embedder, Embedder):
-            raise ConfigError("embedder must be an Embedder instance or a dict of settings")
+        lazy = callable(embedder) and not isinstance(embedder, Embedder)
+        if embedder is not None and not isinstance(embedder, Embedder) and not lazy:
+            raise ConfigError(
+                "embedder must be an Embedder, a function that builds one, or a dict of settings"
+            )
         if config is not None and overrides:
             raise ConfigError("pass either a config object or keyword settings, not both")
         self.config = config or load_config(**overrides)
         self._pipelines: dict[str, Retriever] = {}
-        self._cubes: dict[str, MemCube] = {}
+        self._cubes = _CubeCache()
         self._lock = threading.Lock()
         self.pipeline(self.config.search.pipeline)  # fail at start on an unknown name
         self._owns = (embedder is None, store is None)  # close only what we opened
-        self.embedder = embedder or build_embedder(self.config.embedder)
         self.access: AccessRecorder | None = None
+        if lazy:
+            self.embedder: Embedder = LazyEmbedder(embedder, self._check_embedder)  # type: ignore[arg-type]
+        else:
+            self.embedder = embedder or build_embedder(self.config.embedder)  # type: ignore[assignment]
         try:
-            self.store = store or open_store(self.config, self.embedder.dim)
+            self.store = store or open_store(self.config, None if lazy else self.embedder.dim)
         except EngramError:
             self._close_owned(store=None)
             raise
-        try:
-            self.store.check_embedder(self.embedder.name, self.embedder.dim)
-        except EngramError:
-            self._close_owned(store=self.store)
-            raise
+        if not lazy:
+            try:
+                self._check_embedder(self.embedder)
+            except EngramError:
+                self._close_owned(store=self.store)
+                raise
         self.access = AccessRecorder(self.store) if self.config.search.track_access else None
+
+    def _check_embedder(self, embedder: Embedder) -> None:
+        self.store.check_embedder(embedder.name, embedder.dim)
 
     # -- plumbing ---------------------------------------------------------------------
 
     def pipeline(self, name: str | None = None) -> Retriever:
         """The retrieval pipeline registered under `name` (default: config)."""
         name = name or self.config.search.pipeline
+        if not isinstance(name, str):
+            raise ValidationError(f"pipeline must be a registered pipeline's name, got {name!r}")
         with self._lock:
             if name not in self._pipelines:
                 self._pipelines[name] = build_pipeline(name)
@@ -113,32 +211,35 @@ class Memory:
         owner = scope.owner
         if owner is None:
             raise ValidationError("give user_id or agent_id: every memory belongs to an owner")
-        with self._lock:
-            cached = self._cubes.get(owner)
-        if cached is not None:
-            return cached
+        # one indexed read: a cube erased (and maybe re-created) elsewhere is never stale
         cube_id = self.store.cube_id(owner, create=create)
         if cube_id is None:
             return None
-        cube = MemCube(owner, cube_id, self.store, self.embedder, self.access)
-        with self._lock:
-            return self._cubes.setdefault(owner, cube)
+        cached = self._cubes.get(owner, cube_id)
+        if cached is not None:
+            return cached
+        return self._cubes.put(MemCube(owner, cube_id, self.store, self.embedder, self.access))
 
     def _owned(self, memory_id: str, user_id: str | None, agent_id: str | None) -> MemCube:
-        """The cube holding `memory_id`, checked against the caller's scope when given."""
+        """The cube holding `memory_id`, checked against the caller's scope when given:
+        with a user owner, `agent_id` must also match the memory's agent."""
         check_id(memory_id, "memory id")
         scope = Scope.of(user_id, agent_id, required=False)
-        if scope.owner is not None:
-            cube = self.cube(scope)
-            if cube is None:
-                raise NotFoundError(f"no memory {memory_id!r} for {scope.owner}")
-            return cube
-        found = self.store.locate(memory_id)
-        if found is None:
-            raise NotFoundError(f"no memory {memory_id!r}")
-        owned = self.cube(Scope.of(**Scope.owner_kwargs(found.owner)))
-        assert owned is not None
-        return owned
+        if scope.owner is None:
+            found = self.store.locate(memory_id)
+            owned = (
+                None if found is None else self.cube(Scope.of(**Scope.owner_kwargs(found.owner)))
+            )
+            if found is None or owned is None or owned.id != found.cube:
+                raise NotFoundError(f"no memory {memory_id!r}")
+            return owned
+        cube = self.cube(scope)
+        if cube is None:
+            raise NotFoundError(f"no memory {memory_id!r} for {scope.owner}")
+        agent = scope.agent_filter
+        if agent is not None and cube.get(memory_id).provenance.agent_id != agent:
+            raise NotFoundError(f"no memory {memory_id!r} for {cube.owner}")  # as if missing
+        return cube
 
     # -- verbs ------------------------------------------------------------------------
 
@@ -175,33 +276,57 @@ class Memory:
         rows are embedded and written `chunk_size` at a time (one transaction per chunk and
         owner; `None`: one transaction per owner). `progress(n)` is called with the number
         of rows written so far."""
-        if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
-            raise ValidationError("chunk_size must be a positive integer or None")
-        planned: list[tuple[Scope, list[NewMemory]]] = []
-        for i, req in enumerate(requests):
-            try:
-                planned.append(self._plan(req))
-            except ValidationError as err:
-                where = f"request {i}: " if len(requests) > 1 else ""
-                raise ValidationError(f"{where}{err}") from err
+        if chunk_size is not None and (
+            not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+        ):
+            raise ValidationError(
+                f"chunk_size must be a positive integer or None, got {chunk_size!r}"
+            )
+        if isinstance(requests, str | bytes) or not isinstance(requests, Sequence):
+            raise ValidationError(
+                f"requests must be a list of AddRequest, got {type(requests).__name__}"
+            )
+        planned = [self._plan_at(i, req, len(requests)) for i, req in enumerate(requests)]
         by_owner: dict[str, list[int]] = {}
         for i, (scope, _) in enumerate(planned):
             by_owner.setdefault(str(scope.owner), []).append(i)
         stored: list[list[MemoryItem]] = [[] for _ in planned]
         done = 0
         for indices in by_owner.values():
-            cube = self.cube(planned[indices[0]][0], create=True)
-            assert cube is not None
+            scope = planned[indices[0]][0]
             slots = [(i, row) for i in indices for row in planned[i][1]]
             step = chunk_size or len(slots)
             for start in range(0, len(slots), step):
                 chunk = slots[start : start + step]
-                for (i, _), item in zip(chunk, cube.add([row for _, row in chunk]), strict=True):
+                items = self._write_rows(scope, [row for _, row in chunk])
+                for (i, _), item in zip(chunk, items, strict=True):
                     stored[i].append(item)
                 done += len(chunk)
                 if progress is not None:
                     progress(done)
         return stored
+
+    def _write_rows(self, scope: Scope, rows: list[NewMemory]) -> list[MemoryItem]:
+        """Store rows in the owner's cube; a cube erased meanwhile is created afresh."""
+        for attempt in range(2):
+            cube = self.cube(scope, create=True)
+            assert cube is not None  # create=True
+            try:
+                return cube.add(rows)
+            except CubeGoneError:
+                self._cubes.discard(cube.owner)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _plan_at(self, i: int, req: Any, total: int) -> tuple[Scope, list[NewMemory]]:
+        """Validate request `i`; a ValidationError says which request (`.index`)."""
+        try:
+            if not isinstance(req, AddRequest):
+                raise ValidationError(f"must be an AddRequest, got {type(req).__name__}")
+            return self._plan(req)
+        except ValidationError as err:
+            raise InvalidRequestError(i, str(err), numbered=total > 1) from err
 
     def _plan(self, req: AddRequest) -> tuple[Scope, list[NewMemory]]:
         scope = Scope.of(req.user_id, req.agent_id, req.session_id)
@@ -232,7 +357,7 @@ class Memory:
         pipeline: str | None = None,
     ) -> list[SearchHit]:
         """The `k` memories of the owner most relevant to `query`, best first."""
-        query = check_text(query, self.config.limits, "query")
+        query = check_text(query, self.config.limits.max_query_chars, "query")
         k = self._check_k(k)
         scope = Scope.of(user_id, agent_id, session_id)
         flt = build_filter(scope, types=types, since=since, until=until, filters=filters)
@@ -243,7 +368,8 @@ class Memory:
         return cube.search(query, k, flt, retriever, self.config.search.candidates)
 
     def _reason(self, reason: str | None) -> str | None:
-        return None if reason is None else check_text(reason, self.config.limits, "reason")
+        limit = self.config.limits.max_text_chars
+        return None if reason is None else check_text(reason, limit, "reason")
 
     def _check_k(self, k: int | None) -> int:
         if k is None:
@@ -319,7 +445,7 @@ class Memory:
         if text is None and metadata is None:
             raise ValidationError("update needs new text, new metadata or both")
         if text is not None:
-            text = check_text(text, self.config.limits)
+            text = check_text(text, self.config.limits.max_text_chars)
         meta = None if metadata is None else check_metadata(metadata, self.config.limits)
         reason = self._reason(reason)
         return self._owned(memory_id, user_id, agent_id).update(memory_id, text, meta, reason)
@@ -334,10 +460,12 @@ class Memory:
         agent_id: str | None = None,
     ) -> None:
         """Archive a memory (restorable); `hard=True` erases it and its history (GDPR)."""
+        hard = check_flag(hard, "hard")
         reason = self._reason(reason)
         cube = self._owned(memory_id, user_id, agent_id)
         if hard:
             cube.purge(memory_id)
+            self._cubes.discard(cube.owner)  # erased when it was the owner's last memory
         else:
             cube.archive(memory_id, reason)
 
@@ -363,13 +491,19 @@ class Memory:
         session_id: str | None = None,
         hard: bool = False,
     ) -> int:
-        """Archive (or with `hard=True` erase) all of an owner's memories; returns the count."""
+        """Archive (or with `hard=True` erase) all of an owner's memories; returns the count.
+        Erasing an owner's last memories erases the owner too (gone from `owners()`)."""
+        hard = check_flag(hard, "hard")
         scope = Scope.of(user_id, agent_id, session_id)
+        flt = build_filter(scope, include_archived=hard)
         cube = self.cube(scope)
         if cube is None:
             return 0
-        flt = build_filter(scope, include_archived=hard)
-        return cube.purge_where(flt) if hard else cube.archive_where(flt, "delete_all")
+        if not hard:
+            return cube.archive_where(flt, "delete_all")
+        erased = cube.purge_where(flt)
+        self._cubes.discard(cube.owner)
+        return erased
 
     def history(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None

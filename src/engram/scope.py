@@ -12,13 +12,14 @@ from typing import Any
 
 from engram.errors import ValidationError
 from engram.store.base import FILTER_OPERATORS, MemoryFilter
-from engram.store.sql import iso
+from engram.timeutil import iso
 from engram.types import MEMORY_TYPES, MemoryState, MemoryType
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SCALARS = (str, int, float, bool, type(None))
 _MAX_KEY = 2**63 - 1
+MAX_NESTING = 32  # metadata / filter containers; json and SQLite recurse per level
 
 
 def check_id(value: Any, what: str) -> str:
@@ -30,20 +31,37 @@ def check_id(value: Any, what: str) -> str:
     return value
 
 
-def check_utf8(value: Any, what: str) -> None:
-    """Strings anywhere in `value` must encode as UTF-8 (no lone surrogates)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise ValidationError(f"{what} is not valid UTF-8: {err.reason}") from err
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_utf8(key, what)
+def check_utf8(value: str, what: str) -> None:
+    """A string must encode as UTF-8 (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"{what} is not valid UTF-8: {err.reason}") from err
+
+
+def check_json_value(value: Any, what: str) -> None:
+    """Metadata and filter values: strings valid UTF-8, integers within SQLite's signed
+    64 bits, containers nested at most MAX_NESTING deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
             check_utf8(item, what)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            check_utf8(item, what)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not -_MAX_KEY - 1 <= item <= _MAX_KEY:
+                raise ValidationError(f"{what} holds an integer outside the signed 64-bit range")
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_NESTING:
+                raise ValidationError(f"{what} is nested more than {MAX_NESTING} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def check_flag(value: Any, what: str) -> bool:
+    """A real bool: `hard="false"` must not erase anything."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"{what} must be True or False, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -117,6 +135,8 @@ def parse_types(
         return ()
     if isinstance(types, str | MemoryType):
         types = [types]
+    if not isinstance(types, Iterable):
+        raise ValidationError(f"types must be a memory type or a list of them, got {types!r}")
     return tuple(parse_memory_type(t) for t in types)
 
 
@@ -136,6 +156,7 @@ def build_filter(
     filters: dict[str, Any] | None = None,
     include_archived: bool = False,
 ) -> MemoryFilter:
+    check_flag(include_archived, "include_archived")
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if start and end and _naive(start) > _naive(end):
         raise ValidationError("since is later than until")
@@ -159,7 +180,7 @@ def check_filters(filters: Any) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(filters, dict):
         raise ValidationError("filters must be a dict of metadata conditions")
-    check_utf8(filters, "filters")
+    check_json_value(filters, "filters")
     known = ", ".join(FILTER_OPERATORS)
     out: dict[str, dict[str, Any]] = {}
     for key, condition in filters.items():

@@ -88,7 +88,8 @@ class Located(NamedTuple):
 
 
 class Store(Protocol):
-    """Persistence for text memories. Every method that writes is one transaction."""
+    """Persistence for text memories. Every method that writes is one transaction. Keys
+    and cube ids are never reused, even after a purge."""
 
     def check_embedder(self, name: str, dim: int) -> None:
         """Record the embedder on first use; raise EmbedderMismatchError on a different one."""
@@ -100,16 +101,18 @@ class Store(Protocol):
         """Every cube owner in the store."""
 
     def insert(self, cube: int, rows: list[NewMemory], vectors: np.ndarray) -> list[MemoryItem]:
-        """Store rows (idempotent on (cube, source_id)); return them in input order."""
-
-    def get(self, cube: int, ids: list[str]) -> list[MemoryItem]:
-        """Items by public id, any state; unknown ids are left out."""
+        """Store rows (idempotent on (cube, source_id)); return them in input order, as
+        read inside the same transaction. CubeGoneError when the cube was erased."""
 
     def by_keys(self, cube: int, keys: list[int]) -> dict[int, MemoryItem]:
         """Items by store key; keys not in the cube are left out."""
 
     def keys(self, cube: int, flt: MemoryFilter) -> list[int]:
         """Keys of every memory in the cube that passes the filter."""
+
+    def known_sources(self, cube: int, source_ids: list[str]) -> set[str]:
+        """Those of `source_ids` the cube holds as a source id, or as a memory id (an
+        exported memory's id is its source id when re-imported)."""
 
     def locate(self, memory_id: str) -> Located | None:
         """Where a public memory id lives, or None."""
@@ -120,7 +123,7 @@ class Store(Protocol):
         """Items in insertion order after key `after`; returns the next cursor key."""
 
     def change(self, cube: int, key: int, change: Change) -> MemoryItem:
-        """Apply a new version to one memory."""
+        """Apply a new version to one memory; NotFoundError when it is gone."""
 
     def set_state(
         self,
@@ -133,7 +136,8 @@ class Store(Protocol):
         """Archive or restore memories, one version each; returns how many changed."""
 
     def purge(self, cube: int, keys: list[int]) -> int:
-        """Delete memories and every trace of their text; returns how many."""
+        """Delete memories and every trace of their text; returns how many. A cube left
+        empty is deleted too (its owner disappears from `owners`)."""
 
     def history(self, cube: int, key: int) -> list[Version]:
         """Every version of a memory, oldest first."""
@@ -150,11 +154,11 @@ class Store(Protocol):
     def vectors(self, cube: int, keys: list[int]) -> np.ndarray:
         """The stored unit vectors of `keys`, in that order."""
 
-    def record_access(self, counts: dict[int, int], at: datetime) -> None:
-        """Add search-hit counts to access statistics."""
+    def record_access(self, cube: int, counts: dict[int, int], at: datetime) -> None:
+        """Add search-hit counts (key -> hits) of one cube to access statistics."""
 
     def stats(self, cube: int) -> CubeStats:
-        """Counts for one cube."""
+        """Counts for one cube; NotFoundError when the cube is gone."""
 
     def close(self) -> None:
         """Flush and release connections."""

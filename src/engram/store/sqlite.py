@@ -7,9 +7,10 @@ readers concurrent, every multi-row change inside one transaction.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from engram.errors import EmbedderMismatchError, SchemaVersionError, StoreError
+from engram.errors import CubeGoneError, EmbedderMismatchError, NotFoundError, StoreError
 from engram.store import sql
 from engram.store.base import Change, Located, MemoryFilter, NewMemory, Scored
-from engram.store.migrations import MIGRATIONS
+from engram.store.migrations import apply_migrations
+from engram.store.sqlite_conn import ThreadConnections, rollback
+from engram.store.sqlite_rows import cube_stats, history, item_from_row, items_by_keys, select_in
 from engram.store.vector_index import (
     CubeSnapshot,
     SnapshotCache,
@@ -32,18 +35,13 @@ from engram.store.vector_index import (
     encode_vector,
     top_k,
 )
-from engram.types import (
-    CubeStats,
-    MemoryItem,
-    MemoryState,
-    Provenance,
-    Version,
-    VersionEvent,
-)
+from engram.timeutil import iso, utc_now
+from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
+log = logging.getLogger(__name__)
 
-def _now() -> str:
-    return sql.iso(datetime.now(UTC))
+_CHECKPOINT_TRIES = 3
+_CHECKPOINT_BUSY_MS = 100
 
 
 class SQLiteStore:
@@ -52,17 +50,15 @@ class SQLiteStore:
     def __init__(
         self,
         path: Path | str,
-        dim: int,
+        dim: int | None = None,
         synchronous: str = "FULL",
         busy_timeout_s: float = 30.0,
     ):
+        """`dim=None`: the vector size is the one the store recorded with its embedder."""
         self.path = Path(path)
-        self.dim = dim
-        self._synchronous = synchronous
+        self._dim = dim
         self._busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._conns = ThreadConnections(self.path, synchronous, busy_timeout_s)
         self._write_lock = threading.RLock()
         self._snapshots = SnapshotCache()
         self._closed = False
@@ -72,31 +68,27 @@ class SQLiteStore:
             raise StoreError(f"cannot create store directory {self.path.parent}: {err}") from err
         self._migrate()
 
+    @property
+    def dim(self) -> int:
+        """The vector size: as given, else as recorded by `check_embedder`."""
+        if self._dim is None:
+            rows = self._read("SELECT value FROM meta WHERE key = 'embedder.dim'")
+            if not rows:
+                raise StoreError(f"store {self.path} has no embedder recorded yet")
+            self._dim = int(rows[0][0])
+        return self._dim
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently open (one per live thread that used the store)."""
+        return self._conns.count()
+
     # -- connections and transactions -------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("the store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA secure_delete=ON")  # erased text is zeroed, not left in pages
-        except sqlite3.Error as err:
-            raise StoreError(f"cannot open SQLite store {self.path}: {err}") from err
-        self._local.conn, self._local.pid = conn, os.getpid()
-        with self._conns_lock:
-            self._conns.append(conn)
-        return conn
+        return self._conns.get()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -110,43 +102,41 @@ class SQLiteStore:
             try:
                 yield conn
             except sqlite3.Error as err:
-                conn.execute("ROLLBACK")
+                rollback(conn)
                 raise StoreError(f"write failed, nothing was changed: {err}") from err
             except BaseException:
-                conn.execute("ROLLBACK")
+                rollback(conn)
                 raise
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as err:
-                conn.execute("ROLLBACK")
+                rollback(conn)
                 raise StoreError(f"commit failed: {err}") from err
 
-    def _read(self, query: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, with driver errors translated."""
+        conn = self._conn()
         try:
-            return self._conn().execute(query, params).fetchall()
+            yield conn
         except sqlite3.Error as err:
             raise StoreError(f"read failed: {err}") from err
 
+    def _read(self, query: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._reading() as conn:
+            return conn.execute(query, params).fetchall()
+
     def _migrate(self) -> None:
-        known = [name for name, _ in MIGRATIONS]
-        with self._write() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            applied = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-            unknown = applied - set(known)
-            if unknown:
-                raise SchemaVersionError(
-                    f"store {self.path} has migrations this Engram does not know "
-                    f"({', '.join(sorted(unknown))}); upgrade Engram to open it"
-                )
-            for name, script in MIGRATIONS:
-                if name in applied:
-                    continue
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
+        """Apply pending migrations in one transaction. Foreign keys are off meanwhile
+        (SQLite's table-rebuild procedure) and checked before the commit."""
+        with self._reading() as conn:
+            conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self._write() as conn:
+                apply_migrations(conn, str(self.path), utc_now())
+        finally:
+            with self._reading() as conn:
+                conn.execute("PRAGMA foreign_keys=ON")
 
     # -- identity ---------------------------------------------------------------------
 
@@ -158,6 +148,8 @@ class SQLiteStore:
                     "INSERT INTO meta VALUES (?, ?)",
                     [("embedder.name", name), ("embedder.dim", str(dim))],
                 )
+                if self._dim is None:
+                    self._dim = dim
                 return
         stored_name, stored_dim = rows.get("embedder.name"), int(rows.get("embedder.dim", 0))
         if stored_name != name or stored_dim != dim:
@@ -173,7 +165,7 @@ class SQLiteStore:
             return rows[0][0] if rows else None
         with self._write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO cubes (owner, created_at) VALUES (?, ?)", (owner, _now())
+                "INSERT OR IGNORE INTO cubes (owner, created_at) VALUES (?, ?)", (owner, utc_now())
             )
             return conn.execute("SELECT id FROM cubes WHERE owner = ?", (owner,)).fetchone()[0]
 
@@ -193,10 +185,12 @@ class SQLiteStore:
             raise StoreError(f"{len(rows)} rows but {len(vectors)} vectors")
         if len(rows) and vectors.shape[1] != self.dim:
             raise StoreError(f"vectors have dimension {vectors.shape[1]}, store has {self.dim}")
-        now = _now()
+        now = utc_now()
         keys: list[int] = []
         new: list[tuple[int, np.ndarray, NewMemory]] = []
         with self._write() as conn:
+            if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
+                raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
             for row, vec in zip(rows, vectors, strict=True):
                 key = self._existing_source(conn, cube, row.source_id)
                 if key is None:
@@ -205,6 +199,7 @@ class SQLiteStore:
                 keys.append(key)
             if new:
                 old_rev, new_rev = self._bump(conn, cube)
+            found = items_by_keys(conn, cube, keys)  # read before COMMIT: nothing can purge them
         if new:
             stored = _epoch_days(datetime.fromisoformat(now))
             self._snapshots.append(
@@ -223,7 +218,6 @@ class SQLiteStore:
                     for key, vec, r in new
                 ],
             )
-        found = self.by_keys(cube, keys)
         return [found[key] for key in keys]
 
     @staticmethod
@@ -239,7 +233,7 @@ class SQLiteStore:
         self, conn: sqlite3.Connection, cube: int, row: NewMemory, vec: np.ndarray, now: str
     ) -> int:
         metadata = json.dumps(row.metadata, ensure_ascii=False)
-        occurred = sql.iso(row.occurred_at) if row.occurred_at else None
+        occurred = iso(row.occurred_at) if row.occurred_at else None
         key = conn.execute(
             "INSERT INTO memories (id, cube_id, type, text, metadata, user_id, agent_id, "
             "session_id, source_id, turn_index, role, name, occurred_at, source, created_at, "
@@ -276,14 +270,14 @@ class SQLiteStore:
         return key
 
     def change(self, cube: int, key: int, change: Change) -> MemoryItem:
-        now = _now()
+        now = utc_now()
         with self._write() as conn:
             row = conn.execute(
                 "SELECT version, text, metadata, state FROM memories WHERE key = ? AND cube_id = ?",
                 (key, cube),
             ).fetchone()
             if row is None:
-                raise StoreError(f"memory key {key} vanished during update")
+                raise NotFoundError(f"memory key {key} is not in cube {cube} (erased meanwhile?)")
             version, text, metadata = row[0] + 1, row[1], row[2]
             active = row[3] == MemoryState.ACTIVE.value
             if change.text is not None:
@@ -318,11 +312,12 @@ class SQLiteStore:
                 ),
             )
             old, new = self._bump(conn, cube)
+            item = items_by_keys(conn, cube, [key])[key]  # read before COMMIT
         if change.vector is not None and active:
             self._snapshots.drop(cube)  # reloaded on the next search
         else:
             self._snapshots.remove(cube, old, new, [])
-        return self.by_keys(cube, [key])[key]
+        return item
 
     def set_state(
         self,
@@ -332,7 +327,7 @@ class SQLiteStore:
         event: VersionEvent,
         reason: str | None,
     ) -> int:
-        now = _now()
+        now = utc_now()
         changed: list[int] = []
         with self._write() as conn:
             for key in keys:
@@ -364,83 +359,88 @@ class SQLiteStore:
         return len(changed)
 
     def purge(self, cube: int, keys: list[int]) -> int:
-        """Erase rows, versions, index entries and vectors. FTS5 keeps deleted tokens in
-        its segments until they merge, so the index is optimized in the same transaction;
-        with secure_delete on and the WAL checkpointed, no erased text stays in the files."""
-        found: list[int] = []
+        """Erase rows, versions, index entries and vectors; a cube left empty goes too, so
+        its owner id leaves the store. FTS5 keeps deleted tokens in its segments until they
+        merge, so the index is optimized in the same transaction (a full merge: its cost
+        grows with the whole index); with secure_delete on and the WAL checkpointed, no
+        erased text stays in the files."""
         with self._write() as conn:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ", ".join("?" for _ in chunk)
-                rows = conn.execute(
-                    f"SELECT key FROM memories WHERE cube_id = ? AND key IN ({marks})",
-                    (cube, *chunk),
-                ).fetchall()
-                hit = [r[0] for r in rows]
-                if not hit:
-                    continue
-                hmarks = ", ".join("?" for _ in hit)
-                conn.execute(f"DELETE FROM versions WHERE memory_key IN ({hmarks})", hit)
-                conn.execute(f"DELETE FROM memories_fts WHERE rowid IN ({hmarks})", hit)
-                conn.execute(f"DELETE FROM memories WHERE key IN ({hmarks})", hit)
-                found += hit
+            query = "SELECT key FROM memories WHERE cube_id = ? AND key IN ({marks})"
+            found = [row[0] for row in select_in(conn, query, (cube,), keys)]
             if not found:
                 return 0
+            gone = [(key,) for key in found]
+            conn.executemany("DELETE FROM versions WHERE memory_key = ?", gone)
+            conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", gone)
+            conn.executemany("DELETE FROM memories WHERE key = ?", gone)
             conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
             old, new = self._bump(conn, cube)
+            emptied = (
+                conn.execute("SELECT 1 FROM memories WHERE cube_id = ? LIMIT 1", (cube,)).fetchone()
+                is None
+            )
+            if emptied:
+                conn.execute("DELETE FROM cubes WHERE id = ?", (cube,))
         self._snapshots.remove(cube, old, new, found)
+        if emptied:
+            self._snapshots.drop(cube)
         self._checkpoint()
         return len(found)
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the main file and truncate it (best effort under readers)."""
+        """Copy the WAL into the main file and truncate it, so erased text leaves the WAL
+        too. A reader still on an older snapshot keeps it busy: retried briefly, then left
+        to a later checkpoint with a warning (the erasure itself has committed)."""
         try:
-            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as err:
-            raise StoreError(f"checkpoint after erasure failed: {err}") from err
+            with self._reading() as conn:
+                conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_BUSY_MS}")
+                try:
+                    for attempt in range(_CHECKPOINT_TRIES):
+                        if not conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                            return
+                        time.sleep(0.05 * (attempt + 1))
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        except StoreError as err:
+            log.warning("checkpoint of %s after an erasure failed: %s", self.path, err)
+            return
+        log.warning(
+            "erased memories are gone from %s, but their text stays in its write-ahead log "
+            "until the readers that started before the erasure finish; a later checkpoint "
+            "removes it",
+            self.path,
+        )
 
-    def record_access(self, counts: dict[int, int], at: datetime) -> None:
+    def record_access(self, cube: int, counts: dict[int, int], at: datetime) -> None:
         if not counts:
             return
-        stamp = sql.iso(at)
+        stamp = iso(at)
         with self._write() as conn:
             conn.executemany(
                 "UPDATE memories SET access_count = access_count + ?, last_accessed_at = ? "
-                "WHERE key = ?",
-                [(n, stamp, key) for key, n in counts.items()],
+                "WHERE key = ? AND cube_id = ?",
+                [(n, stamp, key, cube) for key, n in counts.items()],
             )
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, cube: int, ids: list[str]) -> list[MemoryItem]:
-        if not ids:
-            return []
-        marks = ", ".join("?" for _ in ids)
-        rows = self._read(
-            f"SELECT {sql.MEMORY_COLUMNS} FROM {sql.FROM_MEMORIES} "
-            f"WHERE m.cube_id = ? AND m.id IN ({marks})",
-            (cube, *ids),
-        )
-        by_id = {row[1]: _item(row) for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
-
     def by_keys(self, cube: int, keys: list[int]) -> dict[int, MemoryItem]:
-        found: dict[int, MemoryItem] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            for row in self._read(
-                f"SELECT {sql.MEMORY_COLUMNS} FROM {sql.FROM_MEMORIES} "
-                f"WHERE m.cube_id = ? AND m.key IN ({marks})",
-                (cube, *chunk),
-            ):
-                found[row[0]] = _item(row)
-        return found
+        with self._reading() as conn:
+            return items_by_keys(conn, cube, keys)
 
     def keys(self, cube: int, flt: MemoryFilter) -> list[int]:
         query, params = sql.filtered_keys_sql(cube, flt)
         return [row[0] for row in self._read(query, params)]
+
+    def known_sources(self, cube: int, source_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self._reading() as conn:
+            for column in ("source_id", "id"):
+                query = (
+                    f"SELECT {column} FROM memories WHERE cube_id = ? AND {column} IN ({{marks}})"
+                )
+                found.update(row[0] for row in select_in(conn, query, (cube,), source_ids))
+        return found
 
     def locate(self, memory_id: str) -> Located | None:
         rows = self._read(
@@ -454,29 +454,13 @@ class SQLiteStore:
     ) -> tuple[list[MemoryItem], int | None]:
         query, params = sql.page_sql(cube, flt, limit + 1, after)
         rows = self._read(query, params)
-        items = [_item(row) for row in rows[:limit]]
+        items = [item_from_row(row) for row in rows[:limit]]
         next_key = rows[limit - 1][0] if len(rows) > limit else None
         return items, next_key
 
     def history(self, cube: int, key: int) -> list[Version]:
-        rows = self._read(
-            "SELECT v.version, v.event, v.text, v.metadata, v.reason, v.source, v.at "
-            "FROM versions v JOIN memories m ON m.key = v.memory_key "
-            "WHERE m.cube_id = ? AND v.memory_key = ? ORDER BY v.version",
-            (cube, key),
-        )
-        return [
-            Version(
-                version=r[0],
-                event=VersionEvent(r[1]),
-                memory=r[2],
-                metadata=json.loads(r[3]),
-                reason=r[4],
-                source=r[5],
-                at=sql.from_iso(r[6]),
-            )
-            for r in rows
-        ]
+        with self._reading() as conn:
+            return history(conn, cube, key)
 
     def lexical(self, cube: int, terms: list[str], k: int, flt: MemoryFilter) -> list[Scored]:
         if not terms:
@@ -538,58 +522,24 @@ class SQLiteStore:
             ),
         )
 
-    def _blobs(self, cube: int, keys: list[int]) -> list[bytes]:
-        found: dict[int, bytes] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            for key, blob in self._read(
-                f"SELECT key, embedding FROM memories WHERE cube_id = ? AND key IN ({marks})",
-                (cube, *chunk),
-            ):
-                found[key] = blob
-        return [found[k] for k in keys]
-
     def vectors(self, cube: int, keys: list[int]) -> np.ndarray:
-        return decode_matrix(self._blobs(cube, keys), self.dim)
+        query = "SELECT key, embedding FROM memories WHERE cube_id = ? AND key IN ({marks})"
+        with self._reading() as conn:
+            found = dict(select_in(conn, query, (cube,), keys))
+        return decode_matrix([found[k] for k in keys], self.dim)
 
     def stats(self, cube: int) -> CubeStats:
-        owner = self._read("SELECT owner FROM cubes WHERE id = ?", (cube,))[0][0]
-        states = dict(
-            self._read(
-                "SELECT state, COUNT(*) FROM memories WHERE cube_id = ? GROUP BY state", (cube,)
-            )
-        )
-        by_type = dict(
-            self._read(
-                "SELECT type, COUNT(*) FROM memories WHERE cube_id = ? AND state = 'active' "
-                "GROUP BY type",
-                (cube,),
-            )
-        )
-        sessions, first, last = self._read(
-            "SELECT COUNT(DISTINCT session_id), MIN(COALESCE(occurred_at, created_at)), "
-            "MAX(COALESCE(occurred_at, created_at)) FROM memories WHERE cube_id = ?",
-            (cube,),
-        )[0]
-        return CubeStats(
-            owner=owner,
-            active=states.get("active", 0),
-            archived=states.get("archived", 0),
-            by_type=by_type,
-            sessions=sessions,
-            first_at=sql.from_iso(first),
-            last_at=sql.from_iso(last),
-        )
+        with self._reading() as conn:
+            stats = cube_stats(conn, cube)
+        if stats is None:
+            raise NotFoundError(f"cube {cube} no longer exists")
+        return stats
 
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check")[0][0]
 
     def close(self) -> None:
-        with self._conns_lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
+        self._conns.close_all()
         self._snapshots.drop()
         self._closed = True
 
@@ -598,57 +548,3 @@ def _epoch_days(value: datetime) -> float:
     """Days since 1970-01-01 UTC (naive times are UTC, as stored)."""
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
     return aware.timestamp() / 86400.0
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _item(row: tuple[Any, ...]) -> MemoryItem:
-    (
-        _key,
-        mid,
-        mtype,
-        state,
-        text,
-        metadata,
-        user_id,
-        agent_id,
-        session_id,
-        source_id,
-        turn_index,
-        role,
-        name,
-        occurred_at,
-        source,
-        version,
-        created_at,
-        updated_at,
-        access_count,
-        last_accessed_at,
-        owner,
-    ) = row
-    return MemoryItem(
-        id=mid,
-        memory=text,
-        type=mtype,
-        state=MemoryState(state),
-        metadata=json.loads(metadata),
-        provenance=Provenance(
-            owner=owner,
-            user_id=user_id,
-            agent_id=agent_id,
-            session_id=session_id,
-            source_id=source_id,
-            turn_index=turn_index,
-            role=role,
-            name=name,
-            timestamp=sql.from_iso(occurred_at),
-            source=source,
-        ),
-        version=version,
-        created_at=sql.from_iso(created_at),
-        updated_at=sql.from_iso(updated_at),
-        access_count=access_count,
-        last_accessed_at=sql.from_iso(last_accessed_at),
-    )

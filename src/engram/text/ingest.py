@@ -11,7 +11,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from engram.config import LimitsConfig
 from engram.errors import ValidationError
-from engram.scope import check_id, parse_time
+from engram.scope import check_id, check_json_value, parse_time
 from engram.store.base import NewMemory
 from engram.types import Message
 
@@ -20,8 +20,8 @@ MessagesInput = (
 )
 
 
-def check_text(text: Any, limits: LimitsConfig, what: str = "memory text") -> str:
-    """A non-empty, valid UTF-8 string within the size limit, or a ValidationError."""
+def check_text(text: Any, limit: int, what: str = "memory text") -> str:
+    """A non-empty, valid UTF-8 string of at most `limit` characters, or a ValidationError."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -37,7 +37,6 @@ def check_text(text: Any, limits: LimitsConfig, what: str = "memory text") -> st
         raise ValidationError(f"{what} contains a NUL character")
     if not text.strip():
         raise ValidationError(f"{what} is empty")
-    limit = limits.max_query_chars if what == "query" else limits.max_text_chars
     if len(text) > limit:
         raise ValidationError(f"{what} has {len(text):,} characters; the limit is {limit:,}")
     return text
@@ -50,6 +49,7 @@ def check_metadata(metadata: Any, limits: LimitsConfig) -> dict[str, Any]:
         raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     if not all(isinstance(k, str) for k in metadata):
         raise ValidationError("metadata keys must be strings")
+    check_json_value(dict(metadata), "metadata")
     try:
         encoded = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -90,7 +90,8 @@ def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
             content = item.get("content")
             if "content" not in item:
                 raise ValidationError(f"{where} has no 'content'")
-            item = {**item, "content": check_text(content, limits, f"{where} content")}
+            content = check_text(content, limits.max_text_chars, f"{where} content")
+            item = {**item, "content": content}
             try:
                 item = Message.model_validate(item)
             except PydanticValidationError as err:
@@ -99,7 +100,7 @@ def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
                 )
                 raise ValidationError(f"{where} is invalid: {problems}") from err
         elif isinstance(item, Message):
-            check_text(item.content, limits, f"{where} content")
+            check_text(item.content, limits.max_text_chars, f"{where} content")
         else:
             raise ValidationError(f"{where} must be a string or a dict, got {type(item).__name__}")
         for attr in ("role", "name", "source_id"):
