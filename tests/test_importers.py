@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from _engram_helpers import db_path, table_counts
-from engram import Memory, ValidationError
+from engram import Memory, MemoryState, ValidationError
 from engram.importers import import_file, plan_import
 from engram.importers.locomo import clean_evidence, parse_session_time, read_locomo
 
@@ -28,7 +28,10 @@ def test_session_time_formats() -> None:
 def test_evidence_cleaning_splits_and_drops_unknown_ids() -> None:
     known = {"D1:3", "D8:6", "D9:17", "D4:4"}
     assert clean_evidence(["D8:6; D9:17", "D9:1 D4:4", "D:11:26", "D", "D1:3"], known) == [
-        "D8:6", "D9:17", "D4:4", "D1:3",
+        "D8:6",
+        "D9:17",
+        "D4:4",
+        "D1:3",
     ]
     assert clean_evidence("D1:3", known) == []
 
@@ -58,13 +61,16 @@ def test_locomo_import_provenance_and_idempotence(memory: Memory) -> None:
 
 
 def test_locomo_clean_text_and_missing_optional_parts(tmp_path: Path, memory: Memory) -> None:
-    doc = [{
-        "sample_id": "x1",
-        "conversation": {
-            "speaker_a": "A", "speaker_b": "B",
-            "session_1": [{"speaker": "A", "dia_id": "D1:1", "clean_text": "hello there"}],
-        },
-    }]
+    doc = [
+        {
+            "sample_id": "x1",
+            "conversation": {
+                "speaker_a": "A",
+                "speaker_b": "B",
+                "session_1": [{"speaker": "A", "dia_id": "D1:1", "clean_text": "hello there"}],
+            },
+        }
+    ]
     path = tmp_path / "x.json"
     path.write_text(json.dumps(doc))
     report = import_file(memory, path, "locomo", user_id="team")
@@ -95,9 +101,15 @@ def test_bad_locomo_files_are_refused_whole(
 
 def test_jsonl_all_line_shapes(tmp_path: Path, memory: Memory) -> None:
     lines = [
-        {"messages": [{"role": "user", "content": "I love hiking in the Alps"},
-                      {"role": "assistant", "content": "Which trail?"}],
-         "user_id": "alice", "session_id": "s1", "timestamp": "2024-01-02T10:00:00"},
+        {
+            "messages": [
+                {"role": "user", "content": "I love hiking in the Alps"},
+                {"role": "assistant", "content": "Which trail?"},
+            ],
+            "user_id": "alice",
+            "session_id": "s1",
+            "timestamp": "2024-01-02T10:00:00",
+        },
         {"content": "Bob prefers tea", "user_id": "bob", "source_id": "b-1"},
         {"content": "owner comes from the command line"},
     ]
@@ -114,8 +126,9 @@ def test_jsonl_all_line_shapes(tmp_path: Path, memory: Memory) -> None:
 
 def test_export_lines_reimport_elsewhere(tmp_path: Path, memory: Memory, embedder) -> None:
     import_file(memory, SAMPLE)
-    memory.add("a fact with metadata", user_id="maya-tomas", memory_type="fact",
-               metadata={"topic": "x"})
+    memory.add(
+        "a fact with metadata", user_id="maya-tomas", memory_type="fact", metadata={"topic": "x"}
+    )
     path = tmp_path / "export.jsonl"
     with path.open("w") as fh:
         for item in memory.iter_all(user_id="maya-tomas"):
@@ -133,7 +146,7 @@ def test_bad_jsonl_line_names_the_line_and_writes_nothing(tmp_path: Path, memory
     path = tmp_path / "bad.jsonl"
     path.write_text('{"content": "fine", "user_id": "a"}\n{"content": "", "user_id": "a"}\n')
     before = table_counts(db_path(memory.config.home))
-    with pytest.raises(ValidationError, match=r"request 1: .*empty"):
+    with pytest.raises(ValidationError, match=r"bad.jsonl:2: message content is empty"):
         import_file(memory, path)
     assert table_counts(db_path(memory.config.home)) == before
     path.write_text('{"content": "fine", "user_id": "a"}\nnot json\n')
@@ -158,3 +171,138 @@ def test_progress_reports_every_row(memory: Memory) -> None:
     import_file(memory, SAMPLE, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (39, 39)
     assert all(total == 39 for _, total in seen)
+
+
+# -- export round trips ----------------------------------------------------------------------------
+
+
+def _export(memory: Memory, path: Path, **owner: str) -> None:
+    with path.open("w") as fh:
+        for item in memory.iter_all(**owner, include_archived=True):
+            fh.write(item.model_dump_json() + "\n")
+
+
+def test_export_round_trip_keeps_state_and_is_idempotent(
+    tmp_path: Path, memory: Memory, embedder
+) -> None:
+    kept, gone = memory.add(["a note without a source id", "an archived note"], user_id="ann")
+    memory.add({"content": "a turn with a source id", "source_id": "t-1"}, user_id="ann")
+    memory.delete(gone.id, reason="outdated")
+    path = tmp_path / "export.jsonl"
+    _export(memory, path, user_id="ann")
+
+    again = import_file(memory, path)  # into the same store: everything is already there
+    assert (again.rows, again.stored, again.skipped) == (3, 0, 3)
+    assert len(memory.get_all(user_id="ann", include_archived=True).items) == 3
+
+    with Memory(home=tmp_path / "other", embedder=embedder) as other:
+        first = import_file(other, path)
+        assert (first.stored, first.skipped, first.archived) == (3, 0, 1)
+        items = other.get_all(user_id="ann", include_archived=True).items
+        states = {i.memory: i.state for i in items}
+        assert states == {
+            "a note without a source id": MemoryState.ACTIVE,
+            "an archived note": MemoryState.ARCHIVED,
+            "a turn with a source id": MemoryState.ACTIVE,
+        }
+        assert [h.memory for h in other.search("archived note", user_id="ann")] != [
+            "an archived note"
+        ]
+        second = import_file(other, path)
+        assert (second.stored, second.skipped, second.archived) == (0, 3, 0)
+        assert len(other.get_all(user_id="ann", include_archived=True).items) == 3
+
+
+def test_report_counts_only_new_memories(tmp_path: Path, memory: Memory) -> None:
+    path = tmp_path / "chats.jsonl"
+    lines = [
+        {"content": "one", "source_id": "s1", "user_id": "a"},
+        {"content": "two", "source_id": "s2", "user_id": "a"},
+        {"content": "two again", "source_id": "s2", "user_id": "a"},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines[:1]) + "\n")
+    assert import_file(memory, path).stored == 1
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    report = import_file(memory, path)
+    assert (report.rows, report.stored, report.skipped) == (3, 1, 2)
+    assert len(memory.get_all(user_id="a").items) == 2
+
+
+# -- malformed files are ValidationErrors that say where -------------------------------------------
+
+
+def _locomo(conversation: dict, **extra) -> str:
+    return json.dumps([{"sample_id": "s9", "conversation": conversation, **extra}])
+
+
+TURN = {"speaker": "A", "dia_id": "D1:1", "text": "hello"}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        pytest.param(
+            _locomo({"session_1": [TURN], "session_1_date_time": 5}),
+            "s9: session_1_date_time must be a string",
+            id="date-int",
+        ),
+        pytest.param(
+            _locomo({"session_1": [TURN], "session_01": [TURN]}),
+            "s9: session_1 and session_01 are the same session",
+            id="same-session-twice",
+        ),
+        pytest.param(_locomo({"session_1": [TURN]}, qa=5), "s9: 'qa' must be a list", id="qa-int"),
+        pytest.param('[{"conversation": {"session_1": ' + "[" * 5000, "cannot read", id="deep"),
+        pytest.param(
+            _locomo({"session_1": [TURN]}).replace('"hello"', "1" + "0" * 5000),
+            "cannot read",
+            id="huge-int",
+        ),
+        pytest.param(
+            _locomo({"session_1": [TURN], "session_2": [{**TURN, "dia_id": "D2:1", "text": " "}]}),
+            r"x.json: s9 session_2: message content is empty",
+            id="names-sample-and-session",
+        ),
+    ],
+)
+def test_bad_locomo_files_say_where(tmp_path: Path, memory: Memory, content: str, match) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    with pytest.raises(ValidationError, match=match):
+        import_file(memory, path, "locomo")
+    assert memory.owners() == []
+
+
+def test_locomo_session_keys_with_leading_zeros_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(_locomo({"session_01": [TURN], "session_01_date_time": "2024-01-02"}))
+    (conv,) = read_locomo(path)
+    assert [(s.index, s.date_text) for s in conv.sessions] == [(1, "2024-01-02")]
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        pytest.param(
+            '{"memory": "x", "provenance": "p"}', "'provenance' must be an object", id="prov"
+        ),
+        pytest.param(
+            '{"memory": "x", "provenance": {"user_id": "a"}, "state": "gone"}',
+            "'state' must be active or archived",
+            id="state",
+        ),
+        pytest.param('{"content": ' + "9" * 5000 + "}", "digits", id="huge-int"),
+        pytest.param('{"content": ' + "[" * 5000, "bad.jsonl:2", id="deep"),
+        pytest.param(
+            '{"content": "x", "metadata": ' + '{"a":' * 100 + "1" + "}" * 101,
+            "bad.jsonl:2: .*nested more than 32",
+            id="deep-metadata",
+        ),
+    ],
+)
+def test_bad_jsonl_lines_say_which(tmp_path: Path, memory: Memory, line: str, match: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"content": "fine", "user_id": "a"}\n' + line + "\n")
+    with pytest.raises(ValidationError, match=match):
+        import_file(memory, path, user_id="a")
+    assert memory.owners() == []

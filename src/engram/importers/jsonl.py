@@ -3,14 +3,16 @@
 - a batch: {"messages": [{"role", "content", "name"?, "timestamp"?, "source_id"?}, ...],
   "user_id"?, "agent_id"?, "session_id"?, "metadata"?, "timestamp"?, "type"?}
 - one message: {"role"?, "content", "name"?, "timestamp"?, "source_id"?, "user_id"?, ...}
-- an item written by `engram export` ({"memory", "provenance", "type", "metadata", ...}),
-  so an export can be imported elsewhere.
+- an item written by `engram export` ({"id", "memory", "provenance", "type", "state",
+  "metadata", ...}), so an export can be imported elsewhere, or again: its `id` stands in
+  for a missing `source_id` (re-imports skip it), and an archived item stays archived.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,34 @@ from engram.errors import ValidationError
 from engram.memory import AddRequest
 
 _MESSAGE_KEYS = ("role", "content", "name", "timestamp", "source_id")
+_STATES = ("active", "archived")
 
 
-def _from_export(obj: dict[str, Any]) -> AddRequest:
-    prov = obj.get("provenance") or {}
+@dataclass(frozen=True)
+class PlannedAdd:
+    """One add of an import: the request, where in the file it comes from (for error
+    messages), and whether it is an exported memory that was archived."""
+
+    where: str
+    request: AddRequest
+    archived: bool = False
+
+
+def _from_export(obj: dict[str, Any]) -> tuple[AddRequest, bool]:
+    prov = obj["provenance"]
+    if not isinstance(prov, dict):
+        raise ValidationError("an exported memory's 'provenance' must be an object")
+    state = obj.get("state", "active")
+    if state not in _STATES:
+        raise ValidationError(f"an exported memory's 'state' must be active or archived: {state!r}")
     message = {
         "role": prov.get("role") or "user",
         "content": obj["memory"],
         "name": prov.get("name"),
         "timestamp": prov.get("timestamp"),
-        "source_id": prov.get("source_id"),
+        "source_id": prov.get("source_id") or obj.get("id"),
     }
-    return AddRequest(
+    request = AddRequest(
         messages=[message],
         user_id=prov.get("user_id"),
         agent_id=prov.get("agent_id"),
@@ -38,9 +56,10 @@ def _from_export(obj: dict[str, Any]) -> AddRequest:
         memory_type=obj.get("type", "turn"),
         source=prov.get("source") or "import:jsonl",
     )
+    return request, state == "archived"
 
 
-def _request(obj: Any, user_id: str | None) -> AddRequest:
+def _request(obj: Any, user_id: str | None) -> tuple[AddRequest, bool]:
     if not isinstance(obj, dict):
         raise ValidationError("each line must be a JSON object")
     if "memory" in obj and "provenance" in obj:
@@ -51,7 +70,7 @@ def _request(obj: Any, user_id: str | None) -> AddRequest:
         messages = [{k: obj[k] for k in _MESSAGE_KEYS if k in obj}]
     else:
         raise ValidationError("a line needs 'messages', 'content', or an exported 'memory'")
-    return AddRequest(
+    request = AddRequest(
         messages=messages,
         user_id=obj.get("user_id", user_id if "agent_id" not in obj else None),
         agent_id=obj.get("agent_id"),
@@ -61,10 +80,11 @@ def _request(obj: Any, user_id: str | None) -> AddRequest:
         memory_type=obj.get("type", "turn"),
         source="import:jsonl",
     )
+    return request, False
 
 
-def read_jsonl(path: Path | str, user_id: str | None = None) -> Iterator[tuple[int, AddRequest]]:
-    """(line number, request) for every non-blank line; ValidationError names the line."""
+def read_jsonl(path: Path | str, user_id: str | None = None) -> Iterator[PlannedAdd]:
+    """One planned add per non-blank line; a ValidationError names `file:line`."""
     try:
         fh = Path(path).open(encoding="utf-8")
     except OSError as err:
@@ -74,9 +94,13 @@ def read_jsonl(path: Path | str, user_id: str | None = None) -> Iterator[tuple[i
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
+                where = f"{path}:{number}"
                 try:
-                    yield number, _request(json.loads(line), user_id)
-                except (json.JSONDecodeError, ValidationError, KeyError) as err:
-                    raise ValidationError(f"{path}:{number}: {err}") from err
+                    request, archived = _request(json.loads(line), user_id)
+                except (ValueError, RecursionError, KeyError) as err:
+                    # ValueError: bad JSON or an integer beyond Python's digit limit
+                    problem = "nested too deeply" if isinstance(err, RecursionError) else err
+                    raise ValidationError(f"{where}: {problem}") from err
+                yield PlannedAdd(where, request, archived)
         except UnicodeDecodeError as err:
             raise ValidationError(f"{path} is not valid UTF-8: {err}") from err

@@ -110,19 +110,34 @@ def turn_text(turn: dict[str, Any]) -> str:
     return f"{text} [shares {caption}]" if isinstance(caption, str) and caption else text
 
 
+def _session_keys(conv: dict[str, Any], sample_id: str) -> list[tuple[int, str]]:
+    """(number, key) of every `session_<n>` list, by number; `session_01` counts as 1."""
+    found: dict[int, str] = {}
+    for key in conv:
+        match = _SESSION_KEY.match(key)
+        if match is None:
+            continue
+        n = int(match.group(1))
+        if n in found:
+            raise ValidationError(f"{sample_id}: {found[n]} and {key} are the same session")
+        found[n] = key
+    return sorted(found.items())
+
+
 def _sessions(conv: dict[str, Any], sample_id: str) -> list[Session]:
     sessions = []
-    numbers = sorted(int(m.group(1)) for k in conv if (m := _SESSION_KEY.match(k)))
-    for n in numbers:
-        raw = conv[f"session_{n}"]
+    for n, key in _session_keys(conv, sample_id):
+        raw = conv[key]
         if not isinstance(raw, list):
-            raise ValidationError(f"{sample_id}: session_{n} is not a list of turns")
-        date_text = conv.get(f"session_{n}_date_time")
+            raise ValidationError(f"{sample_id}: {key} is not a list of turns")
+        date_text = conv.get(f"{key}_date_time")
+        if date_text is not None and not isinstance(date_text, str):
+            raise ValidationError(f"{sample_id}: {key}_date_time must be a string")
         turns = []
         for j, turn in enumerate(raw):
             if not isinstance(turn, dict) or "dia_id" not in turn or "speaker" not in turn:
                 raise ValidationError(
-                    f"{sample_id}: session_{n} turn {j} needs 'speaker', 'dia_id' and 'text'"
+                    f"{sample_id}: {key} turn {j} needs 'speaker', 'dia_id' and 'text'"
                 )
             turns.append(Turn(str(turn["dia_id"]), str(turn["speaker"]), turn_text(turn)))
         sessions.append(Session(n, date_text, parse_session_time(date_text), turns))
@@ -150,25 +165,34 @@ def parse_conversation(sample: Any, position: int) -> Conversation:
     if not sessions:
         raise ValidationError(f"{sample_id}: no session_<n> lists found")
     known = {t.dia_id for s in sessions for t in s.turns}
+    qa = sample.get("qa") or []
+    if not isinstance(qa, list):
+        raise ValidationError(f"{sample_id}: 'qa' must be a list of questions")
     questions = [
         Question(
             question=str(q["question"]),
             answer=None if q.get("answer") is None else str(q["answer"]),
-            category=q.get("category"),
+            category=_category(q.get("category")),
             evidence=clean_evidence(q.get("evidence"), known),
         )
-        for q in sample.get("qa") or []
+        for q in qa
         if isinstance(q, dict) and isinstance(q.get("question"), str)
     ]
     speakers = (str(conv.get("speaker_a", "")), str(conv.get("speaker_b", "")))
     return Conversation(sample_id, speakers, sessions, questions)
 
 
+def _category(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def read_locomo(path: Path | str) -> list[Conversation]:
     """Parse a LoCoMo-format JSON file; raise ValidationError naming what is wrong."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError as err:
+        raise ValidationError(f"cannot read {path} as JSON: nested too deeply") from err
+    except (OSError, ValueError) as err:  # ValueError: bad UTF-8, bad JSON, huge integers
         raise ValidationError(f"cannot read {path} as JSON: {err}") from err
     if isinstance(data, dict):
         data = [data]
