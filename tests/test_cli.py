@@ -29,8 +29,19 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_add_search_show_history_delete_restore(home: Path) -> None:
-    stored = ok_json(home, "add", "I moved to Lisbon in May", "-u", "alice", "-s", "s1",
-                     "--timestamp", "2023-05-08T13:56:00", "--meta", "stars=5")
+    stored = ok_json(
+        home,
+        "add",
+        "I moved to Lisbon in May",
+        "-u",
+        "alice",
+        "-s",
+        "s1",
+        "--timestamp",
+        "2023-05-08T13:56:00",
+        "--meta",
+        "stars=5",
+    )
     mid = stored[0]["id"]
     assert stored[0]["metadata"] == {"stars": 5}
     ok_json(home, "add", "Bob lives in Tokyo", "-u", "bob")
@@ -126,8 +137,9 @@ def test_demo_runs_on_the_bundled_sample(home: Path) -> None:
 
 def test_bench_ingest_writes_json_and_doc(tmp_path: Path) -> None:
     doc = tmp_path / "bench.md"
-    result = runner.invoke(app, ["bench", "ingest", "--results", str(tmp_path / "r"),
-                                 "--doc", str(doc), "--json"])
+    result = runner.invoke(
+        app, ["bench", "ingest", "--results", str(tmp_path / "r"), "--doc", str(doc), "--json"]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["total"]["turns"] == 39 and payload["total"]["queries"] == 10
@@ -138,10 +150,136 @@ def test_bench_ingest_writes_json_and_doc(tmp_path: Path) -> None:
 
 def test_bench_vectors_small(tmp_path: Path) -> None:
     doc = tmp_path / "bench.md"
-    result = runner.invoke(app, ["bench", "vectors", "--sizes", "200", "--queries", "5",
-                                 "-k", "10", "--results", str(tmp_path / "r"), "--doc",
-                                 str(doc), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "vectors",
+            "--sizes",
+            "200",
+            "--queries",
+            "5",
+            "-k",
+            "10",
+            "--results",
+            str(tmp_path / "r"),
+            "--doc",
+            str(doc),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     numpy_row = next(r for r in rows if r["index"].startswith("numpy"))
     assert numpy_row["available"] and numpy_row["p50_ms"] > 0
+
+
+# -- export safety, owner options ------------------------------------------------------------------
+
+
+def test_export_replaces_the_file_only_when_complete(home: Path, tmp_path: Path) -> None:
+    ok_json(home, "add", "kept safe", "-u", "alice")
+    out = tmp_path / "backup.jsonl"
+    out.write_text("previous backup\n")
+    bad_owner = run(home, "export", "-u", "", "-o", str(out))
+    assert bad_owner.exit_code == 2 and "user_id" in bad_owner.output
+    assert out.read_text() == "previous backup\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.jsonl", "store"]
+    assert run(home, "export", "-u", "alice", "-o", str(out)).exit_code == 0
+    assert json.loads(out.read_text())["memory"] == "kept safe"
+
+
+def test_export_to_an_unwritable_place_is_a_clean_error(home: Path, tmp_path: Path) -> None:
+    ok_json(home, "add", "x", "-u", "alice")
+    result = run(home, "--json", "export", "-o", str(tmp_path / "no" / "such" / "dir.jsonl"))
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "output_error" and "cannot write" in error["message"]
+
+
+def test_an_empty_owner_option_is_bad_input_not_all_owners(home: Path) -> None:
+    ok_json(home, "add", "x", "-u", "alice")
+    for command in ("stats", "export"):
+        result = run(home, "--json", command, "-u", "")
+        assert result.exit_code == 2, command
+        assert json.loads(result.stdout)["error"]["code"] == "invalid_input"
+    assert run(home, "--json", "stats", "-a", "").exit_code == 2
+
+
+# -- argv, lazy model, demo hint, delete --hard ----------------------------------------------------
+
+
+def test_bench_is_the_command_only_in_command_position() -> None:
+    assert normalize_argv(["search", "bench", "-u", "alice", "--json"]) == [
+        "--json",
+        "search",
+        "bench",
+        "-u",
+        "alice",
+    ]
+    assert normalize_argv(["--home", "bench", "list", "--json"]) == [
+        "--json",
+        "--home",
+        "bench",
+        "list",
+    ]
+    assert normalize_argv(["--home", "x", "bench", "ingest", "--json"]) == [
+        "--home",
+        "x",
+        "bench",
+        "ingest",
+        "--json",
+    ]
+
+
+def test_search_for_the_word_bench_with_json_after(home: Path) -> None:
+    ok_json(home, "add", "the workshop bench is oak", "-u", "alice")
+    args = normalize_argv(["--home", str(home), "search", "bench", "-u", "alice", "--json"])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["memory"] == "the workshop bench is oak"
+
+
+def test_commands_that_do_not_embed_never_load_the_model(home: Path, tmp_path: Path, monkeypatch):
+    mid = ok_json(home, "add", "a memory", "-u", "alice")[0]["id"]
+    other = ok_json(home, "add", "another", "-u", "alice")[0]["id"]
+    import engram.cli
+
+    def no_model(settings: str):
+        raise AssertionError("the embedding model was loaded")
+
+    monkeypatch.setattr(engram.cli, "_embedder", no_model)
+    for args in (
+        ["list", "-u", "alice"],
+        ["show", mid],
+        ["history", mid],
+        ["stats"],
+        ["export", "-o", str(tmp_path / "e.jsonl")],
+        ["delete", mid],
+        ["restore", mid],
+        ["delete", other, "--hard", "--yes"],
+    ):
+        result = run(home, *args)
+        assert result.exit_code == 0, (args, result.output)
+    embeds = run(home, "search", "memory", "-u", "alice")
+    assert isinstance(embeds.exception, AssertionError)  # search does load it
+
+
+def test_hard_delete_of_an_unknown_id_fails_before_asking(home: Path) -> None:
+    ok_json(home, "add", "x", "-u", "alice")
+    result = run(home, "delete", "no-such-id", "--hard", input="y\n")
+    assert result.exit_code == 1
+    assert "Erase" not in result.output and "no memory 'no-such-id'" in result.output
+
+
+def test_demo_hint_is_a_command_that_works(home: Path) -> None:
+    import shlex
+
+    result = run(home, "demo")
+    assert result.exit_code == 0, result.output
+    hint = result.stdout.split("Try: ", 1)[1].split("   |   ")[0]
+    argv = shlex.split(hint)
+    assert argv[1] == "--home" and Path(argv[2]).resolve() == home.resolve()
+    found = runner.invoke(app, ["--json", *argv[1:]])
+    assert found.exit_code == 0, found.output
+    assert "greyhound" in found.stdout

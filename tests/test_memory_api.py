@@ -796,3 +796,28 @@ def test_access_counts_of_an_erased_memory_never_reach_another(memory: Memory) -
     assert memory.access is not None
     memory.access.flush()
     assert memory.get(new.id).access_count == 0
+
+
+def test_a_lazy_embedder_loads_on_first_embed_and_is_checked_then(tmp_path, embedder) -> None:
+    from _engram_helpers import HashEmbedder
+    from engram import EmbedderMismatchError
+
+    with Memory(home=tmp_path, embedder=embedder) as first:
+        [item] = first.add("hello there", user_id="alice")
+    built: list[str] = []
+
+    def wrong_model() -> HashEmbedder:
+        built.append("wrong")
+        return HashEmbedder(dim=16)
+
+    with Memory(home=tmp_path, embedder=wrong_model) as lazy:
+        assert lazy.get(item.id).memory == "hello there"
+        assert lazy.stats(user_id="alice").active == 1
+        lazy.delete(item.id)
+        lazy.restore(item.id)
+        assert built == []
+        with pytest.raises(EmbedderMismatchError, match="hash-bow-16"):
+            lazy.add("more", user_id="alice")
+        assert built == ["wrong"]
+    with Memory(home=tmp_path, embedder=lambda: embedder) as lazy:
+        assert lazy.search("hello", user_id="alice")[0].id == item.id

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shlex
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -92,13 +96,39 @@ def _embedder(settings: str) -> Embedder:
 
 @contextmanager
 def opened() -> Iterator[Memory]:
+    """The Memory of --home. The embedding model loads only when a command embeds
+    (add, search, import, demo); list, show, history, export ... never load it."""
     overrides: dict[str, Any] = {} if state.home is None else {"home": state.home}
     config = load_config(**overrides)
-    memory = Memory(config, embedder=_embedder(config.embedder.model_dump_json()))
+    memory = Memory(
+        config, embedder=functools.partial(_embedder, config.embedder.model_dump_json())
+    )
     try:
         yield memory
     finally:
         memory.close()
+
+
+def _owners(memory: Memory, user: str | None, agent: str | None) -> list[dict[str, str | None]]:
+    """The owner named by -u/-a (validated by the API, "" included), else every owner."""
+    if user is not None or agent is not None:
+        return [{"user_id": user, "agent_id": agent}]
+    return [dict(Scope.owner_kwargs(owner)) for owner in memory.owners()]
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[IO[str]]:
+    """A temporary file next to `path`, renamed over it only when the block succeeds."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _emit(payload: Any) -> None:
@@ -313,9 +343,11 @@ def delete(
     reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
 ) -> None:
     """Archive a memory (restorable), or erase it with --hard."""
-    if hard and not yes and not typer.confirm(f"Erase {memory_id} and its history for good?"):
-        raise typer.Exit(1)
     with opened() as memory:
+        if hard and not yes:
+            memory.get(memory_id)  # an unknown id fails before the question
+            if not typer.confirm(f"Erase {memory_id} and its history for good?"):
+                raise typer.Exit(1)
         memory.delete(memory_id, hard=hard, reason=reason)
     if state.as_json:
         _emit({"id": memory_id, "deleted": "hard" if hard else "archived"})
@@ -375,6 +407,8 @@ def import_(
         "owners": report.owners,
         "rows": report.rows,
         "stored": report.stored,
+        "skipped": report.skipped,
+        "archived": report.archived,
         "seconds": round(report.seconds, 2),
         "rows_per_s": round(report.rows_per_s, 1),
     }
@@ -383,7 +417,8 @@ def import_(
     else:
         out.print(
             f"imported {report.rows} turns for {report.owners} owners in {report.seconds:.1f} s "
-            f"({report.rows_per_s:.0f} turns/s)"
+            f"({report.rows_per_s:.0f} turns/s): {report.stored} stored, "
+            f"{report.skipped} already there"
         )
 
 
@@ -398,24 +433,28 @@ def export(
     archived: Annotated[bool, typer.Option("--archived", help="Include archived.")] = False,
 ) -> None:
     """Export memories as JSON lines (all owners unless one is given)."""
-    sink = output.open("w", encoding="utf-8") if output else sys.stdout
+    with opened() as memory:
+        scopes = _owners(memory, user, agent)
+        if output is None:
+            _write_export(memory, scopes, archived, sys.stdout)
+            return
+        try:
+            with _replacing(output) as sink:
+                count = _write_export(memory, scopes, archived, sink)
+        except OSError as exc:
+            _fail("output_error", f"cannot write {output}: {exc.strerror or exc}", 1)
+    err.print(f"exported {count} memories to {output}")
+
+
+def _write_export(
+    memory: Memory, scopes: list[dict[str, str | None]], archived: bool, sink: IO[str]
+) -> int:
     count = 0
-    try:
-        with opened() as memory:
-            scopes = (
-                [{"user_id": user, "agent_id": agent}]
-                if user or agent
-                else [Scope.owner_kwargs(o) for o in memory.owners()]
-            )
-            for scope in scopes:
-                for item in memory.iter_all(**scope, include_archived=archived):
-                    sink.write(item.model_dump_json() + "\n")
-                    count += 1
-    finally:
-        if output:
-            sink.close()
-    if output:
-        err.print(f"exported {count} memories to {output}")
+    for scope in scopes:
+        for item in memory.iter_all(**scope, include_archived=archived):
+            sink.write(item.model_dump_json() + "\n")
+            count += 1
+    return count
 
 
 @app.command()
@@ -423,12 +462,7 @@ def export(
 def stats(user: UserOpt = None, agent: AgentOpt = None) -> None:
     """Counts per owner (all owners unless one is given)."""
     with opened() as memory:
-        scopes = (
-            [{"user_id": user, "agent_id": agent}]
-            if user or agent
-            else [Scope.owner_kwargs(o) for o in memory.owners()]
-        )
-        rows = [memory.stats(**scope) for scope in scopes]
+        rows = [memory.stats(**scope) for scope in _owners(memory, user, agent)]
         location = str(memory.config.sqlite_path)
     if state.as_json:
         _emit({"store": location, "owners": [_dump(r) for r in rows]})
@@ -481,15 +515,51 @@ def demo() -> None:
                     highlight=False,
                 )
             out.print()
-    out.print("Try: engram search 'greyhound' -u maya-tomas   |   engram list -u maya-tomas")
+        engram = f"{_program()} --home {_shown(memory.config.home)}"
+    out.print(
+        f"Try: {engram} search 'greyhound' -u maya-tomas   |   {engram} list -u maya-tomas",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _program() -> str:
+    """How this engram was started: `engram` when that is the one on PATH."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "engram":
+        return "engram"
+    on_path = shutil.which("engram")
+    if on_path and Path(on_path).resolve() == argv0.resolve():
+        return "engram"
+    return shlex.quote(str(argv0))
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be from here (relative inside the working directory)."""
+    here, full = Path.cwd().resolve(), path.resolve()
+    return shlex.quote(str(full.relative_to(here) if full.is_relative_to(here) else path))
 
 
 app.add_typer(bench_app, name="bench")
 
 
+def _command(args: list[str]) -> str | None:
+    """The command: the first argument that is neither a global option nor its value."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--home":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def normalize_argv(args: list[str]) -> list[str]:
-    """`--json` is global; accept it after the command too (`engram search q --json`)."""
-    if "--json" in args and "bench" not in args:
+    """`--json` is global; accept it after the command too (`engram search q --json`).
+    `engram bench ...` has its own `--json`."""
+    if "--json" in args and _command(args) != "bench":
         return ["--json", *[a for a in args if a != "--json"]]
     return args
 
