@@ -97,3 +97,19 @@ def test_async_memory_built_from_settings(tmp_path: Path, embedder) -> None:
 
     assert asyncio.run(main()) == 2
     assert (tmp_path / "engram.db").is_file()
+
+
+def test_async_iter_all_streams_every_memory(tmp_path: Path, embedder) -> None:
+    async def main() -> None:
+        async with AsyncMemory(memory=Memory(home=tmp_path, embedder=embedder)) as amem:
+            stored = await amem.add([f"note {i}" for i in range(7)], user_id="alice")
+            await amem.delete(stored[3].id)
+            seen = [i.id async for i in amem.iter_all(user_id="alice", page_size=2)]
+            assert seen == [i.id for i in stored if i.id != stored[3].id]
+            everything = amem.iter_all(user_id="alice", include_archived=True, page_size=3)
+            assert [i.id async for i in everything] == [i.id for i in stored]
+            assert [i async for i in amem.iter_all(user_id="nobody")] == []
+            with pytest.raises(ValidationError, match="limit"):
+                [i async for i in amem.iter_all(user_id="alice", page_size=5000)]
+
+    asyncio.run(main())

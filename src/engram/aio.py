@@ -1,16 +1,18 @@
 """AsyncMemory: the same verbs as Memory, awaited. No logic is repeated here: each
 coroutine runs the synchronous method in a worker thread (SQLite and torch block anyway),
-so there is one implementation to test and to keep right."""
+so there is one implementation to test and to keep right. `iter_all` is an async
+iterator over `get_all` pages (a sync iterator cannot be awaited a step at a time)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from engram.config import EngramConfig
 from engram.memory import Memory
+from engram.types import MemoryItem
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,6 +49,31 @@ class AsyncMemory:
     stats = _awaitable(Memory.stats)
     owners = _awaitable(Memory.owners)
     close = _awaitable(Memory.close)
+
+    async def iter_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        include_archived: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[MemoryItem]:
+        """Every memory of an owner, streamed: `async for item in am.iter_all(...)`.
+        Each page of `page_size` (at most 1000) is read in a worker thread."""
+        cursor: str | None = None
+        while True:
+            page = await self.get_all(
+                user_id=user_id,
+                agent_id=agent_id,
+                limit=page_size,
+                cursor=cursor,
+                include_archived=include_archived,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def __aenter__(self) -> AsyncMemory:
         return self
