@@ -64,9 +64,7 @@ def test_every_setting_is_documented(setting: str) -> None:
     assert f"`{setting}`" in (DOCS / "configuration.md").read_text()
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in engram.__all__ if n not in {"load_config"}]
-)
+@pytest.mark.parametrize("name", [n for n in engram.__all__ if n not in {"load_config"}])
 def test_public_names_appear_in_api_doc(name: str) -> None:
     assert name in (DOCS / "api.md").read_text(), f"{name} is exported but not in docs/api.md"
 
