@@ -14,7 +14,8 @@ from engram.text.retrieval.scorer import Scorer
 @dataclass(frozen=True)
 class WindowSignal(Scorer):
     """Mean of the wrapped signal over a turn and its `radius` neighbours on each side
-    within the same session: a turn that answers a question inherits the question's words."""
+    within the same session: a turn that answers a question inherits the question's words.
+    Memories without a session get NaN (not applicable)."""
 
     base: Scorer
     radius: int = 1
@@ -30,7 +31,7 @@ class WindowSignal(Scorer):
                 ok = cursor >= 0
                 total[ok] += values[cursor[ok]]
                 count[ok] += 1
-        return total / count
+        return np.where(ctx.snapshot.sessions >= 0, total / count, np.nan)
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,10 @@ class SessionSignal(Scorer):
     def score(self, ctx: QueryContext) -> np.ndarray:
         values = self.base(ctx)
         sessions = ctx.snapshot.sessions
-        out = np.zeros(len(values))
+        out = np.full(len(values), np.nan)  # no session: the signal does not apply
         has = sessions >= 0
         if not has.any():
-            return values
+            return out
         codes = sessions[has]
         n = int(codes.max()) + 1
         if self.reduce == "mean":
@@ -56,5 +57,4 @@ class SessionSignal(Scorer):
             agg = np.full(n, -np.inf)
             np.maximum.at(agg, codes, values[has])
         out[has] = agg[codes]
-        out[~has] = values[~has]
         return out

@@ -25,14 +25,17 @@ class Scorer(ABC):
 
     @abstractmethod
     def score(self, ctx: QueryContext) -> np.ndarray:
-        """float64 array of len(ctx.snapshot); higher is more relevant."""
+        """float64 array of len(ctx.snapshot); higher is more relevant; NaN where the signal
+        does not apply to a row."""
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
-    if len(values) == 0:
+    """Standardise over the defined (non-NaN) rows; NaN rows stay NaN."""
+    defined = values[~np.isnan(values)]
+    if len(defined) == 0:
         return values
-    sd = float(values.std())
-    return (values - values.mean()) / (sd if sd > 0 else 1.0)
+    sd = float(defined.std())
+    return (values - defined.mean()) / (sd if sd > 0 else 1.0)
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,19 @@ class WeightedSum(Scorer):
     parts: tuple[tuple[Scorer, float], ...]
 
     def score(self, ctx: QueryContext) -> np.ndarray:
-        total = np.zeros(len(ctx.snapshot))
+        """A part that is undefined for a row (NaN: no session to form a window or session
+        from) is left out for that row and the row's other weights are scaled up to match."""
+        n = len(ctx.snapshot)
+        total, used = np.zeros(n), np.zeros(n)
         for scorer, weight in self.parts:
             if weight:
                 values = scorer(ctx)
-                total += weight * (values if scorer.calibrated else zscore(values))
-        return total
+                values = values if scorer.calibrated else zscore(values)
+                defined = ~np.isnan(values)
+                total[defined] += weight * values[defined]
+                used[defined] += weight
+        full = sum(w for _, w in self.parts if w)
+        return np.where(used > 0, total * full / np.maximum(used, 1e-12), total)
 
 
 @dataclass

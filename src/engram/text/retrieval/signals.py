@@ -60,7 +60,8 @@ class TimeSignal(Scorer):
 @dataclass(frozen=True)
 class LexicalSignal(Scorer):
     """BM25 with per-cube statistics over a unit: the turn itself ("turn"), the turn with
-    `before`/`after` neighbours ("window"), or its whole session ("session")."""
+    `before`/`after` neighbours ("window"), or its whole session ("session"). Window and
+    session units are NaN (not applicable) for memories without a session."""
 
     unit: str = "turn"
     before: int = 1
@@ -72,8 +73,9 @@ class LexicalSignal(Scorer):
         snap = ctx.snapshot
         lex = Lexicon.of(snap)
         docs = lex.counts
-        if self.unit == "window":
-            docs = (window_matrix(snap, self.before, self.after) @ docs).tocsr()
-        elif self.unit == "session":
-            docs = (session_matrix(snap) @ docs).tocsr()
-        return lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
+        if self.unit == "turn":
+            return lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
+        group = window_matrix(snap, self.before, self.after) if self.unit == "window" else None
+        docs = ((group if group is not None else session_matrix(snap)) @ docs).tocsr()
+        scores = lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
+        return np.where(snap.sessions >= 0, scores, np.nan)  # no session: not applicable
