@@ -44,7 +44,7 @@ class Lexicon:
     sessions; document frequencies are per cube."""
 
     vocab: dict[str, int]
-    counts: sparse.csr_matrix
+    counts: sparse.csc_matrix  # column slices (one per query term) are what BM25 reads
 
     @classmethod
     def of(cls, snapshot: CubeSnapshot) -> Lexicon:
@@ -69,23 +69,27 @@ class Lexicon:
             (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
             shape=(len(texts), max(len(vocab), 1)),
         )
-        return cls(vocab, counts)
+        return cls(vocab, counts.tocsc())
 
     def bm25(
-        self, terms: list[str], docs: sparse.csr_matrix, k1: float = 1.2, b: float = 0.75
+        self, terms: list[str], docs: sparse.csc_matrix, k1: float = 1.2, b: float = 0.75
     ) -> np.ndarray:
         """BM25 of each row of `docs` (term counts of rows, windows or sessions)."""
         ids = [self.vocab[t] for t in terms if t in self.vocab]
         n = docs.shape[0]
         if not ids or n == 0:
             return np.zeros(n)
-        lengths = np.asarray(docs.sum(axis=1)).ravel()
+        lengths = _row_lengths(docs)
         avg = lengths.mean() or 1.0
         sub = docs[:, ids].toarray()
         df = (sub > 0).sum(axis=0)
         idf = np.log1p((n - df + 0.5) / (df + 0.5))
         norm = k1 * (1 - b + b * lengths / avg)
         return ((sub * (k1 + 1)) / (sub + norm[:, None]) * idf).sum(axis=1)
+
+
+def _row_lengths(docs: sparse.csc_matrix) -> np.ndarray:
+    return np.asarray(docs.sum(axis=1)).ravel()
 
 
 def window_matrix(snapshot: CubeSnapshot, before: int, after: int) -> sparse.csr_matrix:

@@ -75,7 +75,14 @@ class LexicalSignal(Scorer):
         docs = lex.counts
         if self.unit == "turn":
             return lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
-        group = window_matrix(snap, self.before, self.after) if self.unit == "window" else None
-        docs = ((group if group is not None else session_matrix(snap)) @ docs).tocsr()
-        scores = lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
+        key = f"docs:{self.unit}:{self.before}:{self.after}"
+        grouped = snap.derived.get(key)
+        if grouped is None:
+            group = (
+                window_matrix(snap, self.before, self.after)
+                if self.unit == "window"
+                else session_matrix(snap)
+            )
+            grouped = snap.derived[key] = (group @ docs).tocsc()
+        scores = lex.bm25(query_tokens(ctx.query), grouped, self.k1, self.b)
         return np.where(snap.sessions >= 0, scores, np.nan)  # no session: not applicable
