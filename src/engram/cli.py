@@ -502,8 +502,8 @@ def demo() -> None:
     with resources.as_file(sample) as path, opened() as memory:
         report = import_file(memory, path)
         out.print(
-            f"[bold]Imported[/] {report.rows} turns of a 3-session conversation into "
-            f"{memory.config.sqlite_path} ({report.rows_per_s:.0f} turns/s)\n"
+            f"[bold]Imported[/] {report.rows} turns of a 3-session conversation "
+            f"({report.stored} new) into {memory.config.sqlite_path}\n"
         )
         for query in DEMO_QUERIES:
             out.print(f"[bold cyan]? {query}[/]")

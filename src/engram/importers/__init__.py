@@ -35,7 +35,8 @@ class ImportReport:
 
     @property
     def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
+        """Newly stored rows per second (rows already stored cost no embedding)."""
+        return self.stored / self.seconds if self.seconds else 0.0
 
 
 def _locomo_sessions(conv: Conversation, user_prefix: str) -> list[tuple[Session, AddRequest]]:
