@@ -10,11 +10,14 @@ process or connection is seen on the next search.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -29,6 +32,9 @@ class CubeSnapshot:
     session_ids: list[str] = field(default_factory=list)  # code -> session_id
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """Structures retrieval strategies build from this snapshot (rebuilt with it)."""
+    _derive_lock: threading.RLock = field(
+        default_factory=threading.RLock, repr=False, compare=False
+    )
 
     @classmethod
     def empty(cls, dim: int) -> CubeSnapshot:
@@ -47,16 +53,29 @@ class CubeSnapshot:
 
     @cached_property
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        """(previous, next) row of each row within its session in key order; -1 at the ends."""
+        """(previous, next) row of each row within its session in key order; -1 at the ends
+        and for memories without a session. Sessions may interleave in key order."""
         n = len(self.keys)
         prev = np.full(n, -1, dtype=np.int64)
         nxt = np.full(n, -1, dtype=np.int64)
         if n > 1:
-            same = (self.sessions[1:] == self.sessions[:-1]) & (self.sessions[1:] >= 0)
+            order = np.lexsort((self.keys, self.sessions))
+            s = self.sessions[order]
+            same = (s[1:] == s[:-1]) & (s[1:] >= 0)
             idx = np.nonzero(same)[0]
-            prev[idx + 1] = idx
-            nxt[idx] = idx + 1
+            prev[order[idx + 1]] = order[idx]
+            nxt[order[idx]] = order[idx + 1]
         return prev, nxt
+
+    def derive(self, key: str, build: Callable[[], T]) -> T:
+        """A structure computed once per snapshot (thread-safe; rebuilt with the snapshot)."""
+        found = self.derived.get(key)
+        if found is None:
+            with self._derive_lock:
+                found = self.derived.get(key)
+                if found is None:
+                    found = self.derived[key] = build()
+        return found
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """Row index of each key (keys must be present)."""
@@ -119,6 +138,25 @@ def _extend(base: CubeSnapshot, rev: int, rows: list[SnapshotRow]) -> CubeSnapsh
     )
 
 
+class Incremental(Protocol):
+    """A derived structure that can follow its snapshot's changes without a rebuild."""
+
+    def extended(self, rows: list[SnapshotRow]) -> Incremental: ...
+
+    def selected(self, keep: np.ndarray) -> Incremental: ...
+
+
+def _carried(snapshot: CubeSnapshot, move: Callable[[Incremental], Incremental]) -> dict[str, Any]:
+    """Incremental structures moved to the next snapshot; everything else is rebuilt."""
+    with snapshot._derive_lock:  # searches may be adding to it right now
+        items = list(snapshot.derived.items())
+    return {
+        key: move(value)
+        for key, value in items
+        if hasattr(value, "extended") and hasattr(value, "selected")
+    }
+
+
 def _speakers(names: list[str | None]) -> np.ndarray:
     return np.asarray([(s or "").lower() for s in names], dtype=object)
 
@@ -145,13 +183,18 @@ class SnapshotCache:
         with self._lock:
             entry = self._current(cube, old_rev)
             if entry is not None:
-                self._cubes[cube] = _extend(entry, new_rev, rows)
+                grown = _extend(entry, new_rev, rows)
+                grown.derived.update(_carried(entry, lambda value: value.extended(rows)))
+                self._cubes[cube] = grown
 
     def remove(self, cube: int, old_rev: int, new_rev: int, keys: list[int]) -> None:
         """Rows leaving the active set move a current snapshot to new_rev."""
         with self._lock:
             entry = self._current(cube, old_rev)
             if entry is None:
+                return
+            if not keys:  # same rows (e.g. a metadata change): keep what was derived
+                self._cubes[cube] = replace(entry, rev=new_rev)
                 return
             keep = ~np.isin(entry.keys, np.asarray(keys, dtype=np.int64))
             self._cubes[cube] = CubeSnapshot(
@@ -163,6 +206,7 @@ class SnapshotCache:
                 times=entry.times[keep],
                 texts=[t for t, k in zip(entry.texts, keep, strict=True) if k],
                 session_ids=entry.session_ids,
+                derived=_carried(entry, lambda value: value.selected(keep)),
             )
 
     def _current(self, cube: int, old_rev: int) -> CubeSnapshot | None:

@@ -15,7 +15,13 @@ _PATTERNS = [
     ("dmy", re.compile(rf"\b{_DAY}\s+{_MONTH},?\s+{_YEAR}\b", re.I)),
     ("mdy", re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+{_YEAR}\b", re.I)),
     ("my", re.compile(rf"\b{_MONTH},?\s+{_YEAR}\b", re.I)),
-    ("y", re.compile(rf"\b{_YEAR}\b")),
+    # a bare year only after a preposition: "in 2021", not "room 2012" or "2000 steps"
+    (
+        "y",
+        re.compile(
+            rf"\b(?:in|during|since|of|from|by|before|after|until|throughout)\s+{_YEAR}\b", re.I
+        ),
+    ),
 ]
 
 
@@ -32,9 +38,9 @@ def time_ranges(text: str) -> list[tuple[date, date]]:
             span = match.span()
             if any(s < span[1] and span[0] < e for s, e in taken):
                 continue
+            taken.append(span)  # an impossible date ("31 February") is no date at all
             found = _range(kind, match.groups())
             if found is not None:
-                taken.append(span)
                 ranges.append(found)
     return ranges
 

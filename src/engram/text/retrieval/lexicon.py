@@ -9,6 +9,7 @@ a whole session — as real documents rather than averaged scores.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -16,16 +17,20 @@ import numpy as np
 import snowballstemmer
 from scipy import sparse
 
-from engram.store.vector_index import CubeSnapshot
+from engram.store.vector_index import CubeSnapshot, SnapshotRow
 from engram.text.query import STOPWORDS
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_STEMMER = snowballstemmer.stemmer("english")
+_LOCAL = threading.local()  # snowball stemmers keep state on the object: one per thread
+MAX_QUERY_TERMS = 64
 
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+    stemmer = getattr(_LOCAL, "stemmer", None)
+    if stemmer is None:
+        stemmer = _LOCAL.stemmer = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def tokens(text: str) -> list[str]:
@@ -33,101 +38,128 @@ def tokens(text: str) -> list[str]:
 
 
 def query_tokens(text: str) -> list[str]:
-    words = [w for w in _WORD.findall(text.lower())]
+    words = _WORD.findall(text.lower())
     kept = [w for w in words if w not in STOPWORDS] or words
-    return list(dict.fromkeys(stem(w) for w in kept))
+    return list(dict.fromkeys(stem(w) for w in kept))[:MAX_QUERY_TERMS]
 
 
-@dataclass
+@dataclass(frozen=True)
+class Documents:
+    """Term counts of some unit (rows, windows, sessions) with their lengths."""
+
+    counts: sparse.csc_matrix  # units x terms; column slices are what BM25 reads
+    lengths: np.ndarray
+    mean_length: float
+
+    @classmethod
+    def of(cls, counts: sparse.spmatrix) -> Documents:
+        csc = sparse.csc_matrix(counts)
+        lengths = np.asarray(csc.sum(axis=1)).ravel()
+        return cls(csc, lengths, float(lengths.mean()) if len(lengths) else 0.0)
+
+
+@dataclass(frozen=True)
 class Lexicon:
-    """Term counts per row (CSR, rows x terms) plus the grouping matrices for windows and
-    sessions; document frequencies are per cube."""
+    """Stemmed term counts of a cube's rows; vocabulary and statistics are per cube."""
 
     vocab: dict[str, int]
-    counts: sparse.csc_matrix  # column slices (one per query term) are what BM25 reads
+    rows: Documents
 
     @classmethod
     def of(cls, snapshot: CubeSnapshot) -> Lexicon:
-        cached = snapshot.derived.get("lexicon")
-        if cached is None:
-            cached = snapshot.derived["lexicon"] = cls.build(snapshot.texts)
-        return cached
+        return snapshot.derive("lexicon", lambda: cls.build(snapshot.texts))
 
     @classmethod
     def build(cls, texts: list[str]) -> Lexicon:
         vocab: dict[str, int] = {}
-        indptr, indices, data = [0], [], []
-        for text in texts:
-            row: dict[int, int] = {}
-            for tok in tokens(text):
-                tid = vocab.setdefault(tok, len(vocab))
-                row[tid] = row.get(tid, 0) + 1
-            indices.extend(row)
-            data.extend(row.values())
-            indptr.append(len(indices))
-        counts = sparse.csr_matrix(
-            (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
-            shape=(len(texts), max(len(vocab), 1)),
+        return cls(vocab, Documents.of(_count(texts, vocab)))
+
+    def extended(self, rows: list[SnapshotRow]) -> Lexicon:
+        """This lexicon plus new rows (kept across inserts instead of re-tokenising all)."""
+        vocab = dict(self.vocab)
+        new = _count([r.text for r in rows], vocab)
+        old = self.rows.counts.tocsr()  # CSR: widening to the grown vocabulary is a reshape
+        old = sparse.csr_matrix(
+            (old.data, old.indices, old.indptr), shape=(old.shape[0], new.shape[1])
         )
-        return cls(vocab, counts.tocsc())
+        return Lexicon(vocab, Documents.of(sparse.vstack([old, new])))
+
+    def selected(self, keep: np.ndarray) -> Lexicon:
+        """This lexicon restricted to the rows that stay."""
+        return Lexicon(self.vocab, Documents.of(self.rows.counts.tocsr()[keep]))
 
     def bm25(
-        self, terms: list[str], docs: sparse.csc_matrix, k1: float = 1.2, b: float = 0.75
+        self, terms: list[str], docs: Documents, k1: float = 1.2, b: float = 0.75
     ) -> np.ndarray:
-        """BM25 of each row of `docs` (term counts of rows, windows or sessions)."""
+        """BM25 of each unit of `docs`; cost grows with the postings of the query terms only."""
         ids = [self.vocab[t] for t in terms if t in self.vocab]
-        n = docs.shape[0]
+        n = docs.counts.shape[0]
+        out = np.zeros(n)
         if not ids or n == 0:
-            return np.zeros(n)
-        lengths = _row_lengths(docs)
-        avg = lengths.mean() or 1.0
-        sub = docs[:, ids].toarray()
-        df = (sub > 0).sum(axis=0)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        norm = k1 * (1 - b + b * lengths / avg)
-        return ((sub * (k1 + 1)) / (sub + norm[:, None]) * idf).sum(axis=1)
+            return out
+        norm = k1 * (1 - b + b * docs.lengths / (docs.mean_length or 1.0))
+        csc = docs.counts
+        for tid in ids:
+            start, end = csc.indptr[tid], csc.indptr[tid + 1]
+            if start == end:
+                continue
+            units, tf = csc.indices[start:end], csc.data[start:end]
+            idf = np.log1p((n - (end - start) + 0.5) / ((end - start) + 0.5))
+            out[units] += idf * tf * (k1 + 1) / (tf + norm[units])
+        return out
 
 
-def _row_lengths(docs: sparse.csc_matrix) -> np.ndarray:
-    return np.asarray(docs.sum(axis=1)).ravel()
-
-
-def window_matrix(snapshot: CubeSnapshot, before: int, after: int) -> sparse.csr_matrix:
-    """Rows x rows: row i sums itself, `before` earlier and `after` later turns of its session."""
-    cached_key = f"window:{before}:{after}"
-    cached = snapshot.derived.get(cached_key)
-    if cached is not None:
-        return cached
-    n = len(snapshot)
-    prev, nxt = snapshot.neighbours
-    rows, cols = [np.arange(n)], [np.arange(n)]
-    for links, steps in ((prev, before), (nxt, after)):
-        cursor = np.arange(n)
-        for _ in range(steps):
-            cursor = np.where(cursor >= 0, links[np.maximum(cursor, 0)], -1)
-            ok = cursor >= 0
-            rows.append(np.nonzero(ok)[0])
-            cols.append(cursor[ok])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    matrix = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-    snapshot.derived[cached_key] = matrix
-    return matrix
-
-
-def session_matrix(snapshot: CubeSnapshot) -> sparse.csr_matrix:
-    """Rows x rows: row i sums every turn of its session (itself alone without a session)."""
-    cached = snapshot.derived.get("session")
-    if cached is not None:
-        return cached
-    n = len(snapshot)
-    codes = snapshot.sessions
-    has = codes >= 0
-    member = sparse.csr_matrix(
-        (np.ones(int(has.sum())), (codes[has], np.nonzero(has)[0])),
-        shape=(int(codes.max()) + 1 if has.any() else 0, n),
+def _count(texts: list[str], vocab: dict[str, int]) -> sparse.csr_matrix:
+    """Term counts of `texts` (rows) over `vocab`, which grows with new terms."""
+    indptr, indices, data = [0], [], []
+    for text in texts:
+        row: dict[int, int] = {}
+        for tok in tokens(text):
+            tid = vocab.setdefault(tok, len(vocab))
+            row[tid] = row.get(tid, 0) + 1
+        indices.extend(row)
+        data.extend(row.values())
+        indptr.append(len(indices))
+    return sparse.csr_matrix(
+        (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
+        shape=(len(texts), max(len(vocab), 1)),
     )
-    same = (member.T @ member).tocsr()
-    lone = sparse.csr_matrix((np.ones(int((~has).sum())), (np.nonzero(~has)[0],) * 2), shape=(n, n))
-    matrix = (same + lone).tocsr()
-    snapshot.derived["session"] = matrix
-    return matrix
+
+
+def window_documents(snapshot: CubeSnapshot, before: int, after: int) -> Documents:
+    """Each row's window (itself, `before` earlier and `after` later turns of its session)
+    as one document."""
+
+    def build() -> Documents:
+        n = len(snapshot)
+        prev, nxt = snapshot.neighbours
+        rows, cols = [np.arange(n)], [np.arange(n)]
+        for links, steps in ((prev, before), (nxt, after)):
+            cursor = np.arange(n)
+            for _ in range(steps):
+                cursor = np.where(cursor >= 0, links[np.maximum(cursor, 0)], -1)
+                ok = cursor >= 0
+                rows.append(np.nonzero(ok)[0])
+                cols.append(cursor[ok])
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        group = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+        return Documents.of(group @ Lexicon.of(snapshot).rows.counts)
+
+    return snapshot.derive(f"window-docs:{before}:{after}", build)
+
+
+def session_documents(snapshot: CubeSnapshot) -> Documents:
+    """Each session as one document (units = session codes; memories without a session
+    are not part of it)."""
+
+    def build() -> Documents:
+        codes = snapshot.sessions
+        has = codes >= 0
+        n_sessions = int(codes.max()) + 1 if has.any() else 0
+        member = sparse.csr_matrix(
+            (np.ones(int(has.sum())), (codes[has], np.nonzero(has)[0])),
+            shape=(n_sessions, len(snapshot)),
+        )
+        return Documents.of(member @ Lexicon.of(snapshot).rows.counts)
+
+    return snapshot.derive("session-docs", build)

@@ -45,19 +45,26 @@ class WeightedSum(Scorer):
     parts: tuple[tuple[Scorer, float], ...]
 
     def score(self, ctx: QueryContext) -> np.ndarray:
-        """A part that is undefined for a row (NaN: no session to form a window or session
-        from) is left out for that row and the row's other weights are scaled up to match."""
+        """A standardised part that is undefined for a row (NaN: no session to form a window
+        or session from) is left out for that row, and the row's other standardised weights
+        are scaled up to the same total; calibrated parts are added as they are."""
         n = len(ctx.snapshot)
-        total, used = np.zeros(n), np.zeros(n)
+        calibrated, standard, used = np.zeros(n), np.zeros(n), np.zeros(n)
+        full = 0.0
         for scorer, weight in self.parts:
-            if weight:
-                values = scorer(ctx)
-                values = values if scorer.calibrated else zscore(values)
-                defined = ~np.isnan(values)
-                total[defined] += weight * values[defined]
-                used[defined] += weight
-        full = sum(w for _, w in self.parts if w)
-        return np.where(used > 0, total * full / np.maximum(used, 1e-12), total)
+            if not weight:
+                continue
+            values = scorer(ctx)
+            if scorer.calibrated:
+                calibrated += weight * np.nan_to_num(values)
+                continue
+            full += weight
+            values = zscore(values)
+            defined = ~np.isnan(values)
+            standard[defined] += weight * values[defined]
+            used[defined] += weight
+        scale = np.where(used > 0, full / np.maximum(used, 1e-12), 0.0)
+        return calibrated + standard * scale
 
 
 @dataclass

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from engram.text.retrieval.base import QueryContext
-from engram.text.retrieval.lexicon import Lexicon, query_tokens, session_matrix, window_matrix
+from engram.text.retrieval.lexicon import (
+    Lexicon,
+    query_tokens,
+    session_documents,
+    window_documents,
+)
 from engram.text.retrieval.scorer import Scorer
 from engram.text.timeexpr import days, time_ranges
 
@@ -60,8 +65,9 @@ class TimeSignal(Scorer):
 @dataclass(frozen=True)
 class LexicalSignal(Scorer):
     """BM25 with per-cube statistics over a unit: the turn itself ("turn"), the turn with
-    `before`/`after` neighbours ("window"), or its whole session ("session"). Window and
-    session units are NaN (not applicable) for memories without a session."""
+    `before`/`after` neighbours in its session ("window"), or its whole session as one
+    document ("session"). Window and session units are NaN (not applicable) for memories
+    without a session."""
 
     unit: str = "turn"
     before: int = 1
@@ -72,17 +78,13 @@ class LexicalSignal(Scorer):
     def score(self, ctx: QueryContext) -> np.ndarray:
         snap = ctx.snapshot
         lex = Lexicon.of(snap)
-        docs = lex.counts
+        terms = query_tokens(ctx.query)
         if self.unit == "turn":
-            return lex.bm25(query_tokens(ctx.query), docs, self.k1, self.b)
-        key = f"docs:{self.unit}:{self.before}:{self.after}"
-        grouped = snap.derived.get(key)
-        if grouped is None:
-            group = (
-                window_matrix(snap, self.before, self.after)
-                if self.unit == "window"
-                else session_matrix(snap)
-            )
-            grouped = snap.derived[key] = (group @ docs).tocsc()
-        scores = lex.bm25(query_tokens(ctx.query), grouped, self.k1, self.b)
-        return np.where(snap.sessions >= 0, scores, np.nan)  # no session: not applicable
+            return lex.bm25(terms, lex.rows, self.k1, self.b)
+        if self.unit == "window":
+            docs = window_documents(snap, self.before, self.after)
+            scores = lex.bm25(terms, docs, self.k1, self.b)
+        else:
+            per_session = lex.bm25(terms, session_documents(snap), self.k1, self.b)
+            scores = per_session[np.maximum(snap.sessions, 0)] if len(per_session) else 0.0
+        return np.where(snap.sessions >= 0, scores, np.nan)
