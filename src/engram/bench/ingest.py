@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engram.bench.report import percentile
+from engram.bench.report import percentile, warm_up
 from engram.config import EmbedderConfig, load_config
 from engram.embed import build_embedder
 from engram.importers import locomo_requests
@@ -45,6 +45,7 @@ def run(data: Path, convs: list[int] | None, pipeline: str, k: int) -> dict[str,
     with tempfile.TemporaryDirectory() as home:
         config = load_config(home=home, search={"pipeline": pipeline, "track_access": False})
         with Memory(config, embedder=embedder) as memory:
+            warm_up(embedder)
             memory.add("warm-up", user_id="_warmup")
             for conv in chosen:
                 requests = locomo_requests(conv)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engram.bench.report import percentile
+from engram.bench.report import percentile, warm_up
 from engram.config import EmbedderConfig, SearchConfig, load_config
 from engram.embed import CachedEmbedder, build_embedder
 from engram.importers import locomo_requests
@@ -123,6 +123,7 @@ def run(
     with tempfile.TemporaryDirectory() as home:
         config = load_config(home=home, search={"track_access": False, "max_k": 1000})
         with Memory(config, embedder=embedder) as memory:
+            warm_up(embedder)
             memory.add("warm-up", user_id="_warmup")
             memory.search("warm-up", user_id="_warmup")
             ingest_rate = _ingest(memory, conversations)

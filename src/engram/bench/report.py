@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engram.embed.base import Embedder
+
 
 def machine() -> dict[str, Any]:
     import os
@@ -50,3 +52,12 @@ def percentile(values: list[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def warm_up(embedder: Embedder) -> None:
+    """Run the model once over texts of every length bucket, so one-time kernel set-up
+    (oneDNN creates primitives per input shape) is not timed as ingest or search."""
+    texts = [" ".join(["memory"] * n) for n in range(1, 130, 3)]
+    embedder.embed(texts)
+    for text in texts[:8]:
+        embedder.embed_one(text)
