@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from engram.embed.base import Embedder
+from engram.store.base import NewMemory
+from engram.types import MemoryType
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -76,3 +78,22 @@ def integrity(path: Path) -> str:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
     finally:
         conn.close()
+
+
+def new_row(text: object, source_id: str | None = None) -> NewMemory:
+    """A store-level row (no validation: the store tests feed it odd values on purpose)."""
+    return NewMemory(
+        text=text,  # type: ignore[arg-type]
+        index_text=text if isinstance(text, str) else "x",
+        type=MemoryType.NOTE,
+        metadata={},
+        user_id="u",
+        agent_id=None,
+        session_id=None,
+        source_id=source_id,
+        turn_index=0,
+        role="user",
+        name=None,
+        occurred_at=None,
+        source="test",
+    )

@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _engram_helpers import HashEmbedder, db_path, integrity, table_counts
+from _engram_helpers import HashEmbedder, db_path, integrity, new_row, table_counts
 from engram import Memory, ValidationError
-from engram.store.base import NewMemory
 from engram.store.sqlite import SQLiteStore
-from engram.types import MemoryType
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -95,22 +93,7 @@ def test_sigkill_mid_add_loses_no_acknowledged_memory(tmp_path: Path) -> None:
     assert integrity(db_path(home)) == "ok"
 
 
-def _row(text) -> NewMemory:
-    return NewMemory(
-        text=text,
-        index_text=text if isinstance(text, str) else "x",
-        type=MemoryType.NOTE,
-        metadata={},
-        user_id="u",
-        agent_id=None,
-        session_id=None,
-        source_id=None,
-        turn_index=0,
-        role="user",
-        name=None,
-        occurred_at=None,
-        source="test",
-    )
+_row = new_row
 
 
 @pytest.mark.parametrize(

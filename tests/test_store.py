@@ -8,33 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _engram_helpers import HashEmbedder, integrity, table_counts
+from _engram_helpers import HashEmbedder, integrity, new_row, table_counts
 from engram import EmbedderMismatchError, Memory, SchemaVersionError, StoreError
 from engram.store.base import MemoryFilter, NewMemory
 from engram.store.migrations import MIGRATIONS
 from engram.store.sqlite import SQLiteStore
 from engram.store.vector_index import decode_matrix, encode_vector
-from engram.types import MemoryState, MemoryType, VersionEvent
+from engram.types import MemoryState, VersionEvent
 
 DIM = 8
 
 
-def row(text: str, source_id: str | None = None) -> NewMemory:
-    return NewMemory(
-        text=text,
-        index_text=text,
-        type=MemoryType.NOTE,
-        metadata={},
-        user_id="u",
-        agent_id=None,
-        session_id=None,
-        source_id=source_id,
-        turn_index=0,
-        role="user",
-        name=None,
-        occurred_at=None,
-        source="test",
-    )
+row = new_row
 
 
 def unit(i: int, dim: int = DIM) -> np.ndarray:

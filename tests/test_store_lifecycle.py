@@ -12,35 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _engram_helpers import HashEmbedder, integrity
+from _engram_helpers import HashEmbedder, integrity, new_row
 from engram import Memory, NotFoundError, StoreError
 from engram.errors import CubeGoneError
 from engram.scope import Scope
-from engram.store.base import MemoryFilter, NewMemory
+from engram.store.base import MemoryFilter
 from engram.store.migrations import MIGRATIONS
 from engram.store.sqlite import SQLiteStore
 from engram.store.vector_index import encode_vector
-from engram.types import MemoryType
 
 DIM = 8
 
 
-def row(text: str, source_id: str | None = None) -> NewMemory:
-    return NewMemory(
-        text=text,
-        index_text=text,
-        type=MemoryType.NOTE,
-        metadata={},
-        user_id="u",
-        agent_id=None,
-        session_id=None,
-        source_id=source_id,
-        turn_index=0,
-        role="user",
-        name=None,
-        occurred_at=None,
-        source="test",
-    )
+row = new_row
 
 
 def vecs(n: int) -> np.ndarray:
