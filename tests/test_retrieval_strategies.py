@@ -294,3 +294,18 @@ def test_lexicon_follows_inserts_and_removals_like_a_rebuild(memory: Memory) -> 
     for query in ("greyhound toy", "alps", "zebra"):
         terms = query_tokens(query)
         assert carried.bm25(terms, carried.rows) == pytest.approx(fresh.bm25(terms, fresh.rows))
+
+
+def test_answer_type_signal() -> None:
+    from engram.text.retrieval.signals import AnswerTypeSignal
+
+    snap = snapshot(
+        [
+            ("s1", "a", "We met last week at the park"),
+            ("s1", "b", "I have 3 cats"),
+            ("s1", "a", "The park is lovely"),
+        ]
+    )
+    assert AnswerTypeSignal().score(ctx_for(snap, "When did they meet?")).tolist() == [1, 0, 0]
+    assert AnswerTypeSignal().score(ctx_for(snap, "How many cats?")).tolist() == [0, 1, 0]
+    assert AnswerTypeSignal().score(ctx_for(snap, "Where is the park?")).tolist() == [0, 0, 0]

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from engram.text.retrieval.context import SessionSignal, WindowSignal
 from engram.text.retrieval.scorer import Scorer, ScoringRetriever, WeightedSum
-from engram.text.retrieval.signals import DenseSignal, LexicalSignal, SpeakerSignal, TimeSignal
+from engram.text.retrieval.signals import (
+    AnswerTypeSignal,
+    DenseSignal,
+    LexicalSignal,
+    SpeakerSignal,
+    TimeSignal,
+)
 
 HYBRID_PARTS: dict[str, tuple[Scorer, float]] = {
     # a turn with two turns before it and one after: answers inherit their question's words
@@ -23,6 +29,7 @@ HYBRID_PARTS: dict[str, tuple[Scorer, float]] = {
     # calibrated 0..1 signals, weighted in z units
     "time": (TimeSignal(), 4.0),
     "speaker": (SpeakerSignal(), 0.5),
+    "answer-type": (AnswerTypeSignal(), 3.0),
 }
 
 

@@ -88,3 +88,37 @@ class LexicalSignal(Scorer):
             per_session = lex.bm25(terms, session_documents(snap), self.k1, self.b)
             scores = per_session[np.maximum(snap.sessions, 0)] if len(per_session) else 0.0
         return np.where(snap.sessions >= 0, scores, np.nan)
+
+
+_TEMPORAL_WORDS = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|last|next|ago|week|weekend|month|year|monday|"
+    r"tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|may|"
+    r"june|july|august|september|october|november|december|since|recently|(?:19|20)\d\d)\b",
+    re.I,
+)
+_COUNT_WORDS = re.compile(
+    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|twice|once)\b", re.I
+)
+
+
+@dataclass(frozen=True)
+class AnswerTypeSignal(Scorer):
+    """Question-type understanding without an LLM: a "when" question prefers memories that
+    say when (time words, dates); "how many / long / often" prefers memories with numbers.
+    All zero for other questions."""
+
+    calibrated = True
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        question = ctx.query.lower().lstrip()
+        if question.startswith("when"):
+            kind, pattern = "time", _TEMPORAL_WORDS
+        elif question.startswith(("how many", "how long", "how often", "how much")):
+            kind, pattern = "count", _COUNT_WORDS
+        else:
+            return np.zeros(len(ctx.snapshot))
+        texts = ctx.snapshot.texts
+        return ctx.snapshot.derive(
+            f"answer-type:{kind}",
+            lambda: np.asarray([1.0 if pattern.search(t) else 0.0 for t in texts]),
+        )
