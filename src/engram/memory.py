@@ -36,7 +36,7 @@ from engram.scope import (
 from engram.store.base import NewMemory, Store
 from engram.text.access import AccessRecorder
 from engram.text.ingest import MessagesInput, check_metadata, check_text, new_rows, to_messages
-from engram.text.retrieval import Retriever, build_pipeline
+from engram.text.retrieval import PIPELINES, Retriever, build_pipeline
 from engram.types import CubeStats, MemoryItem, MemoryType, Page, SearchHit, Version
 
 
@@ -171,7 +171,7 @@ class Memory:
         self._pipelines: dict[str, Retriever] = {}
         self._cubes = _CubeCache()
         self._lock = threading.Lock()
-        self.pipeline(self.config.search.pipeline)  # fail at start on an unknown name
+        self.pipeline()  # the configured name: a ConfigError at start if unknown
         self._owns = (embedder is None, store is None)  # close only what we opened
         self.access: AccessRecorder | None = None
         if lazy:
@@ -198,9 +198,11 @@ class Memory:
 
     def pipeline(self, name: str | None = None) -> Retriever:
         """The retrieval pipeline registered under `name` (default: config)."""
-        name = name or self.config.search.pipeline
-        if not isinstance(name, str):
-            raise ValidationError(f"pipeline must be a registered pipeline's name, got {name!r}")
+        if name is None:
+            name = self.config.search.pipeline  # checked when the Memory was opened
+        elif not isinstance(name, str) or name not in PIPELINES:
+            known = ", ".join(sorted(PIPELINES))
+            raise ValidationError(f"unknown retrieval pipeline {name!r}; known: {known}")
         with self._lock:
             if name not in self._pipelines:
                 self._pipelines[name] = build_pipeline(name)
