@@ -77,10 +77,6 @@ class CubeSnapshot:
                     found = self.derived[key] = build()
         return found
 
-    def rows(self, keys: np.ndarray) -> np.ndarray:
-        """Row index of each key (keys must be present)."""
-        return np.searchsorted(self.keys, keys)
-
     def mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
         """Boolean row mask for a set of allowed keys (None: everything allowed)."""
         return None if allowed is None else np.isin(self.keys, allowed)

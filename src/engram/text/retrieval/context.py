@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engram.text.retrieval.base import QueryContext
+from engram.text.retrieval.lexicon import window_group
 from engram.text.retrieval.scorer import Scorer
 
 
@@ -21,17 +22,9 @@ class WindowSignal(Scorer):
     radius: int = 1
 
     def score(self, ctx: QueryContext) -> np.ndarray:
-        values = self.base(ctx)
-        prev, nxt = ctx.snapshot.neighbours
-        total, count = values.copy(), np.ones(len(values))
-        for links in (prev, nxt):
-            cursor = np.arange(len(values))
-            for _ in range(self.radius):
-                cursor = np.where(cursor >= 0, links[np.maximum(cursor, 0)], -1)
-                ok = cursor >= 0
-                total[ok] += values[cursor[ok]]
-                count[ok] += 1
-        return np.where(ctx.snapshot.sessions >= 0, total / count, np.nan)
+        group = window_group(ctx.snapshot, self.radius, self.radius)
+        mean = (group @ self.base(ctx)) / np.asarray(group.sum(axis=1)).ravel()
+        return np.where(ctx.snapshot.sessions >= 0, mean, np.nan)
 
 
 @dataclass(frozen=True)

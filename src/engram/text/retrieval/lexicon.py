@@ -18,7 +18,7 @@ import snowballstemmer
 from scipy import sparse
 
 from engram.store.vector_index import CubeSnapshot, SnapshotRow
-from engram.text.query import STOPWORDS
+from engram.text.query import query_terms
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _LOCAL = threading.local()  # snowball stemmers keep state on the object: one per thread
@@ -38,9 +38,8 @@ def tokens(text: str) -> list[str]:
 
 
 def query_tokens(text: str) -> list[str]:
-    words = _WORD.findall(text.lower())
-    kept = [w for w in words if w not in STOPWORDS] or words
-    return list(dict.fromkeys(stem(w) for w in kept))[:MAX_QUERY_TERMS]
+    """The query's terms (engram.text.query) stemmed like the index."""
+    return list(dict.fromkeys(stem(w) for w in query_terms(text, MAX_QUERY_TERMS)))
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,27 @@ class Lexicon:
         return out
 
 
+def window_group(snapshot: CubeSnapshot, before: int, after: int) -> sparse.csr_matrix:
+    """Rows x rows, 1 where column j is row i itself or one of its `before` earlier /
+    `after` later neighbours in the same session (cached on the snapshot)."""
+
+    def build() -> sparse.csr_matrix:
+        n = len(snapshot)
+        prev, nxt = snapshot.neighbours
+        rows, cols = [np.arange(n)], [np.arange(n)]
+        for links, steps in ((prev, before), (nxt, after)):
+            cursor = np.arange(n)
+            for _ in range(steps):
+                cursor = np.where(cursor >= 0, links[np.maximum(cursor, 0)], -1)
+                ok = cursor >= 0
+                rows.append(np.nonzero(ok)[0])
+                cols.append(cursor[ok])
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        return sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+
+    return snapshot.derive(f"window-group:{before}:{after}", build)
+
+
 def _count(texts: list[str], vocab: dict[str, int]) -> sparse.csr_matrix:
     """Term counts of `texts` (rows) over `vocab`, which grows with new terms."""
     indptr, indices, data = [0], [], []
@@ -129,23 +149,12 @@ def _count(texts: list[str], vocab: dict[str, int]) -> sparse.csr_matrix:
 def window_documents(snapshot: CubeSnapshot, before: int, after: int) -> Documents:
     """Each row's window (itself, `before` earlier and `after` later turns of its session)
     as one document."""
-
-    def build() -> Documents:
-        n = len(snapshot)
-        prev, nxt = snapshot.neighbours
-        rows, cols = [np.arange(n)], [np.arange(n)]
-        for links, steps in ((prev, before), (nxt, after)):
-            cursor = np.arange(n)
-            for _ in range(steps):
-                cursor = np.where(cursor >= 0, links[np.maximum(cursor, 0)], -1)
-                ok = cursor >= 0
-                rows.append(np.nonzero(ok)[0])
-                cols.append(cursor[ok])
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        group = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-        return Documents.of(group @ Lexicon.of(snapshot).rows.counts)
-
-    return snapshot.derive(f"window-docs:{before}:{after}", build)
+    return snapshot.derive(
+        f"window-docs:{before}:{after}",
+        lambda: Documents.of(
+            window_group(snapshot, before, after) @ Lexicon.of(snapshot).rows.counts
+        ),
+    )
 
 
 def session_documents(snapshot: CubeSnapshot) -> Documents:
