@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import resource
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engram.bench.report import percentile, warm_up
-from engram.config import EmbedderConfig, load_config
-from engram.embed import build_embedder
+from engram.bench.report import bench_memory, percentile
 from engram.importers import locomo_requests
 from engram.importers.locomo import read_locomo
-from engram.memory import Memory
 
 
 @dataclass(frozen=True)
@@ -40,26 +36,22 @@ def run(data: Path, convs: list[int] | None, pipeline: str, k: int) -> dict[str,
     """Ingest each chosen conversation into a fresh store, then time every QA question."""
     conversations = read_locomo(data)
     chosen = [conversations[i] for i in convs] if convs else conversations
-    embedder = build_embedder(EmbedderConfig(cache_size=0))  # no cache: honest timings
     results = []
-    with tempfile.TemporaryDirectory() as home:
-        config = load_config(home=home, search={"pipeline": pipeline, "track_access": False})
-        with Memory(config, embedder=embedder) as memory:
-            warm_up(embedder)
-            memory.add("warm-up", user_id="_warmup")
-            for conv in chosen:
-                requests = locomo_requests(conv)
-                start = time.perf_counter()
-                memory.add_batch(requests)
-                ingest_s = time.perf_counter() - start
-                timings = []
-                for q in conv.questions:
-                    t0 = time.perf_counter()
-                    memory.search(q.question, user_id=conv.sample_id, k=k)
-                    timings.append((time.perf_counter() - t0) * 1000)
-                results.append(
-                    IngestResult(conv.sample_id, len(conv.turns), ingest_s, len(timings), timings)
-                )
+    with bench_memory(pipeline=pipeline) as memory:
+        embedder_name = memory.embedder.name
+        for conv in chosen:
+            requests = locomo_requests(conv)
+            start = time.perf_counter()
+            memory.add_batch(requests)
+            ingest_s = time.perf_counter() - start
+            timings = []
+            for q in conv.questions:
+                t0 = time.perf_counter()
+                memory.search(q.question, user_id=conv.sample_id, k=k)
+                timings.append((time.perf_counter() - t0) * 1000)
+            results.append(
+                IngestResult(conv.sample_id, len(conv.turns), ingest_s, len(timings), timings)
+            )
     turns = sum(r.turns for r in results)
     all_ms = [ms for r in results for ms in r.search_ms]
     return {
@@ -68,7 +60,7 @@ def run(data: Path, convs: list[int] | None, pipeline: str, k: int) -> dict[str,
             "convs": convs,
             "pipeline": pipeline,
             "k": k,
-            "embedder": embedder.name,
+            "embedder": embedder_name,
             "embedding_cache": False,
         },
         "conversations": [r.summary() for r in results],

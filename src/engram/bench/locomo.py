@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import math
 import resource
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engram.bench.report import percentile, warm_up
-from engram.config import EmbedderConfig, SearchConfig, load_config
-from engram.embed import CachedEmbedder, build_embedder
+from engram.bench.report import bench_memory, percentile
+from engram.config import SearchConfig
+from engram.embed import CachedEmbedder
 from engram.importers import locomo_requests
 from engram.importers.locomo import Conversation, read_locomo
 from engram.memory import Memory
@@ -116,36 +115,31 @@ def run(
     conversations = read_locomo(data)
     if convs:
         conversations = [conversations[i] for i in convs]
-    embedder = build_embedder(EmbedderConfig(cache_size=0))  # honest query-embedding times
     systems = [pipeline, *[b for b in baselines if b != pipeline], *(ablations or [])]
     scores = {name: SystemScores(ks) for name in systems}
     depth = max(ks)
-    with tempfile.TemporaryDirectory() as home:
-        config = load_config(home=home, search={"track_access": False, "max_k": 1000})
-        with Memory(config, embedder=embedder) as memory:
-            warm_up(embedder)
-            memory.add("warm-up", user_id="_warmup")
-            memory.search("warm-up", user_id="_warmup")
-            ingest_rate = _ingest(memory, conversations)
-            # ablations share one query embedding per question: their latency excludes it
-            cached = CachedEmbedder(embedder, capacity=64)
-            shared = Memory(config, embedder=cached, store=memory.store)
-            questions = 0
-            for conv in conversations:
-                for q in conv.questions:
-                    if not q.evidence:
-                        continue
-                    questions += 1
-                    if ablations:
-                        cached.embed_one(q.question)
-                    for name in systems:
-                        searcher = shared if name in (ablations or []) else memory
-                        t0 = time.perf_counter()
-                        hits = searcher.search(
-                            q.question, user_id=conv.sample_id, k=depth, pipeline=name
-                        )
-                        ms = (time.perf_counter() - t0) * 1000
-                        scores[name].add(ranked_turns(hits, depth), q.evidence, q.category, ms)
+    with bench_memory(max_k=1000) as memory:
+        embedder = memory.embedder
+        ingest_rate = _ingest(memory, conversations)
+        # ablations share one query embedding per question: their latency excludes it
+        cached = CachedEmbedder(embedder, capacity=64)
+        shared = Memory(memory.config, embedder=cached, store=memory.store)
+        questions = 0
+        for conv in conversations:
+            for q in conv.questions:
+                if not q.evidence:
+                    continue
+                questions += 1
+                if ablations:
+                    cached.embed_one(q.question)
+                for name in systems:
+                    searcher = shared if name in (ablations or []) else memory
+                    t0 = time.perf_counter()
+                    hits = searcher.search(
+                        q.question, user_id=conv.sample_id, k=depth, pipeline=name
+                    )
+                    ms = (time.perf_counter() - t0) * 1000
+                    scores[name].add(ranked_turns(hits, depth), q.evidence, q.category, ms)
     rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return {
         "data": str(data),

@@ -6,11 +6,17 @@ import json
 import platform
 import re
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engram.config import EmbedderConfig, load_config
+from engram.embed import build_embedder
 from engram.embed.base import Embedder
+from engram.memory import Memory
 
 
 def machine() -> dict[str, Any]:
@@ -52,6 +58,20 @@ def percentile(values: list[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@contextmanager
+def bench_memory(**search: Any) -> Iterator[Memory]:
+    """A Memory on a fresh temporary store with an uncached, warmed-up default embedder:
+    timings include every query embedding and no one-time kernel set-up."""
+    embedder = build_embedder(EmbedderConfig(cache_size=0))
+    with tempfile.TemporaryDirectory() as home:
+        config = load_config(home=home, search={"track_access": False, **search})
+        with Memory(config, embedder=embedder) as memory:
+            warm_up(embedder)
+            memory.add("warm-up", user_id="_warmup")
+            memory.search("warm-up", user_id="_warmup")
+            yield memory
 
 
 def warm_up(embedder: Embedder) -> None:
