@@ -283,3 +283,15 @@ def test_demo_hint_is_a_command_that_works(home: Path) -> None:
     found = runner.invoke(app, ["--json", *argv[1:]])
     assert found.exit_code == 0, found.output
     assert "greyhound" in found.stdout
+
+
+def test_feedback_command(home: Path) -> None:
+    added = ok_json(home, "add", "Maya started learning the cello", "-u", "alice")
+    memory_id = added[0]["id"]
+    result = ok_json(home, "feedback", "which instrument?", "-u", "alice", "--cited", memory_id)
+    assert result["recorded"] == 1 and result["owner"] == "user:alice"
+    assert set(result["weights"]) == {"cited", "similar", "lexical", "wrong"}
+    missing = run(home, "--json", "feedback", "q", "-u", "alice", "--cited", "m_nope")
+    assert missing.exit_code == 1 and "m_nope" in missing.output
+    empty = run(home, "--json", "feedback", "q", "-u", "alice")
+    assert empty.exit_code == 2 and "at least one" in empty.output

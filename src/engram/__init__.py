@@ -16,6 +16,7 @@ from engram.errors import (
 from engram.memory import AddRequest, Memory
 from engram.types import (
     CubeStats,
+    FeedbackResult,
     MemoryItem,
     MemoryState,
     MemoryType,
@@ -38,6 +39,7 @@ __all__ = [
     "EmbedderMismatchError",
     "EngramConfig",
     "EngramError",
+    "FeedbackResult",
     "MemCube",
     "Memory",
     "MemoryItem",

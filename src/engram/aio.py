@@ -39,6 +39,7 @@ class AsyncMemory:
     add = _awaitable(Memory.add)
     add_batch = _awaitable(Memory.add_batch)
     search = _awaitable(Memory.search)
+    feedback = _awaitable(Memory.feedback)
     get = _awaitable(Memory.get)
     get_all = _awaitable(Memory.get_all)
     update = _awaitable(Memory.update)

@@ -20,12 +20,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engram.activation.cli import kv_app
 from engram.bench.cli import bench_app
 from engram.config import EmbedderConfig, load_config
 from engram.embed import Embedder, build_embedder
 from engram.errors import EngramError, ValidationError
+from engram.lm.cli import lm_app
 from engram.memory import Memory
+from engram.parametric.cli import lora_app
 from engram.scope import Scope
+from engram.server.cli import register as register_server_commands
 from engram.types import MemoryItem, SearchHit
 
 app = typer.Typer(
@@ -254,6 +258,39 @@ def search(
     for hit in hits:
         table.add_row(f"{hit.score:.3f}", _when(hit), _source(hit), hit.memory, hit.id[:8])
     out.print(table)
+
+
+@app.command()
+@reports_errors
+def feedback(
+    query: Annotated[str, typer.Argument(help="The query the answer was for.")],
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    cited: Annotated[
+        list[str] | None, typer.Option("--cited", help="Id of a memory the answer cited.")
+    ] = None,
+    used: Annotated[
+        list[str] | None, typer.Option("--used", help="Id of a memory the answer used.")
+    ] = None,
+    wrong: Annotated[
+        list[str] | None, typer.Option("--wrong", help="Id of a retrieved memory that was wrong.")
+    ] = None,
+) -> None:
+    """Report which memories helped an answer (trains the owner's reranker)."""
+    with opened() as memory:
+        result = memory.feedback(
+            query,
+            cited=cited or [],
+            used=used or [],
+            wrong=wrong or [],
+            user_id=user,
+            agent_id=agent,
+        )
+    if state.as_json:
+        _emit(_dump(result))
+    else:
+        weights = ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items())
+        out.print(f"recorded {result.recorded} for {result.owner}; reranker: {weights}")
 
 
 @app.command("list")
@@ -541,6 +578,10 @@ def _shown(path: Path) -> str:
 
 
 app.add_typer(bench_app, name="bench")
+app.add_typer(kv_app, name="kv")
+app.add_typer(lm_app, name="lm")
+app.add_typer(lora_app, name="lora")
+register_server_commands(app)  # serve, keys, mcp
 
 
 def _command(args: list[str]) -> str | None:

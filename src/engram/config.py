@@ -101,6 +101,70 @@ class SQLiteConfig(_Section):
     busy_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a writer lock.")
 
 
+class ServerConfig(_Section):
+    """`engram serve`: REST + MCP + web page."""
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="TCP port (0: any free one).")
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest request body; larger ones get 413."
+    )
+    rate_limit_per_s: float = Field(
+        default=50.0, ge=0, description="Requests per second per key, sustained (0: no limit)."
+    )
+    rate_limit_burst: int = Field(
+        default=100, gt=0, description="Requests a key may make at once before the rate applies."
+    )
+
+
+class LoRAConfig(_Section):
+    """Parametric memory: LoRA adapters taught a cube's facts (`engram lora ...`)."""
+
+    base_model: str | None = Field(
+        default=None,
+        description="transformers checkpoint the adapters are trained on. None: the packaged "
+        "Engram LM.",
+    )
+    rank: int = Field(default=16, gt=0, le=1024, description="LoRA rank r.")
+    alpha: float = Field(default=32.0, gt=0, description="LoRA alpha (scale = alpha / rank).")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: str = Field(
+        default="all-linear",
+        description="Modules that get adapters: 'all-linear' or comma-separated names.",
+    )
+    learning_rate: float = Field(default=2e-3, gt=0, description="Peak AdamW learning rate.")
+    epochs: int = Field(default=8, gt=0, le=1000, description="Passes over each new batch.")
+    batch_size: int = Field(default=16, gt=0, le=4096, description="Sequences per step.")
+    max_length: int = Field(default=64, gt=1, description="Longest training sequence (tokens).")
+    seed: int = Field(default=0, description="Seed for adapter init, shuffling and replay.")
+    safeguards: list[str] = Field(
+        default_factory=lambda: ["replay", "lr-rewarm"],
+        description="Continual-learning safeguards applied to every new batch, composed in "
+        "order (see docs/parametric.md); [] is naive sequential LoRA.",
+    )
+
+
+class KVConfig(_Section):
+    """Activation memory: stored, compressed KV caches (`engram kv ...`)."""
+
+    model: str | None = Field(
+        default=None,
+        description="transformers checkpoint the caches are built for. None: the packaged "
+        "Engram LM.",
+    )
+    method: str = Field(
+        default="kivi:bits=4",
+        description="Compression chain, e.g. 'snapkv:keep=0.5+kivi:bits=4'; 'none' keeps "
+        "the model's dtype (see docs/activation.md).",
+    )
+    ram_budget_bytes: int = Field(
+        default=256 << 20, ge=0, description="Bytes of KV blocks kept in the in-RAM LRU tier."
+    )
+    chunk_tokens: int = Field(
+        default=256, gt=0, description="Tokens per chunk of the chained prefix hash keys."
+    )
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Reads the TOML config file chosen by arguments or environment."""
 
@@ -161,6 +225,9 @@ class EngramConfig(BaseSettings):
     search: SearchConfig = Field(default_factory=SearchConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sqlite: SQLiteConfig = Field(default_factory=SQLiteConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)
+    kv: KVConfig = Field(default_factory=KVConfig)
 
     @field_validator("home")
     @classmethod

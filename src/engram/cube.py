@@ -6,14 +6,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from engram.embed.base import Embedder
 from engram.errors import NotFoundError
 from engram.store.base import Change, MemoryFilter, NewMemory, Store
+from engram.store.feedback import FeedbackEvent, FeedbackLabel
 from engram.text.access import AccessRecorder
 from engram.text.ingest import index_text
+from engram.text.reranker import OnlineReranker
 from engram.text.retrieval import QueryContext, Retriever
+from engram.text.retrieval.feedback import feedback_features
+from engram.text.retrieval.hybrid import base_scorer
 from engram.types import (
     CubeStats,
+    FeedbackResult,
     MemoryItem,
     MemoryState,
     Page,
@@ -50,6 +57,33 @@ class MemCube:
         if self.access is not None:
             self.access.record(self.id, [s.key for s in ranked])
         return [SearchHit.of(items[s.key], s.score) for s in ranked if s.key in items]
+
+    def feedback(
+        self, query: str, labels: dict[str, FeedbackLabel], reranker: OnlineReranker
+    ) -> FeedbackResult:
+        """Record which memories helped (or were wrong) for `query` and take one reranker
+        step; features come from the log before this report, as at search time."""
+        keys = {self._key(memory_id): label for memory_id, label in labels.items()}
+        ctx = QueryContext(self.store, self.id, query, MemoryFilter(), self.embedder.embed_one)
+        log = self.store.feedback(self.id)
+        snap = ctx.snapshot
+        features = feedback_features(log, snap, ctx.vector, query)
+        rows = {int(i): key for i, key in enumerate(snap.keys) if int(key) in keys}
+
+        def of(*wanted: FeedbackLabel) -> np.ndarray:
+            chosen = [row for row, key in rows.items() if keys[key] in wanted]
+            return np.array(chosen, dtype=np.int64)
+
+        weights = reranker.update(
+            log.weights,
+            base_scorer()(ctx),
+            features,
+            of(FeedbackLabel.CITED, FeedbackLabel.USED),
+            of(FeedbackLabel.WRONG),
+        )
+        events = [FeedbackEvent(key, label) for key, label in keys.items()]
+        self.store.add_feedback(self.id, query, ctx.vector, events, weights)
+        return FeedbackResult(owner=self.owner, recorded=len(events), weights=weights)
 
     def _key(self, memory_id: str) -> int:
         found = self.store.locate(memory_id)

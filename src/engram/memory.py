@@ -34,10 +34,12 @@ from engram.scope import (
     parse_time,
 )
 from engram.store.base import NewMemory, Store
+from engram.store.feedback import FeedbackLabel
 from engram.text.access import AccessRecorder
 from engram.text.ingest import MessagesInput, check_metadata, check_text, new_rows, to_messages
+from engram.text.reranker import OnlineReranker
 from engram.text.retrieval import PIPELINES, Retriever, build_pipeline
-from engram.types import CubeStats, MemoryItem, MemoryType, Page, SearchHit, Version
+from engram.types import CubeStats, FeedbackResult, MemoryItem, MemoryType, Page, SearchHit, Version
 
 
 def open_store(config: EngramConfig, dim: int | None) -> Store:
@@ -169,6 +171,7 @@ class Memory:
             raise ConfigError("pass either a config object or keyword settings, not both")
         self.config = config or load_config(**overrides)
         self._pipelines: dict[str, Retriever] = {}
+        self._reranker = OnlineReranker()
         self._cubes = _CubeCache()
         self._lock = threading.Lock()
         self.pipeline()  # the configured name: a ConfigError at start if unknown
@@ -368,6 +371,51 @@ class Memory:
         if cube is None:
             return []
         return cube.search(query, k, flt, retriever, self.config.search.candidates)
+
+    def feedback(
+        self,
+        query: str,
+        *,
+        cited: Iterable[str] = (),
+        used: Iterable[str] = (),
+        wrong: Iterable[str] = (),
+        user_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> FeedbackResult:
+        """Report which memories an answer to `query` cited or used, and which retrieved
+        ones were wrong. The owner's online reranker learns from it, so later searches rank
+        memories that answered similar questions higher. All ids must belong to the owner;
+        nothing is recorded unless all of them do."""
+        query = check_text(query, self.config.limits.max_query_chars, "query")
+        scope = Scope.of(user_id, agent_id)
+        labels: dict[str, FeedbackLabel] = {}
+        for label, ids in (
+            (FeedbackLabel.CITED, cited),
+            (FeedbackLabel.USED, used),
+            (FeedbackLabel.WRONG, wrong),
+        ):
+            if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+                raise ValidationError(f"{label.value} must be a list of memory ids")
+            for memory_id in ids:
+                check_id(memory_id, f"{label.value} memory id")
+                if memory_id in labels:
+                    raise ValidationError(
+                        f"memory {memory_id!r} is both {labels[memory_id].value} and {label.value}"
+                    )
+                labels[memory_id] = label
+        if not labels:
+            raise ValidationError("feedback needs at least one cited, used or wrong memory id")
+        if len(labels) > self.config.search.max_k:
+            raise ValidationError(
+                f"at most {self.config.search.max_k} memory ids per feedback report"
+            )
+        cube = self.cube(scope)
+        if cube is None:
+            raise NotFoundError(f"no memory {next(iter(labels))!r} for {scope.owner}")
+        for memory_id in labels:
+            if self._owned(memory_id, user_id, agent_id).id != cube.id:
+                raise NotFoundError(f"no memory {memory_id!r} for {scope.owner}")
+        return cube.feedback(query, labels, self._reranker)
 
     def _reason(self, reason: str | None) -> str | None:
         limit = self.config.limits.max_text_chars

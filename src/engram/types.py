@@ -144,6 +144,14 @@ class Page(_Strict):
     next_cursor: str | None = None
 
 
+class FeedbackResult(_Strict):
+    """What one `feedback(...)` report recorded and the owner's reranker weights after it."""
+
+    owner: str
+    recorded: int
+    weights: dict[str, float]
+
+
 class CubeStats(_Strict):
     """Counts for one MemCube."""
 

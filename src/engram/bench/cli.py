@@ -102,3 +102,123 @@ def locomo(
     rel = str(plot_path.relative_to(doc.parent)) if plotted else None
     write_section(doc, "locomo", bench.markdown(result, _command(), rel))
     print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
+
+
+@bench_app.command("feedback")
+def feedback(
+    data: Annotated[
+        Path | None, typer.Option(help="LoCoMo-format JSON (default: the bundled sample).")
+    ] = None,
+    convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Held-out recall before and after feedback on the other half of the questions."""
+    from engram.bench import feedback as bench
+    from engram.bench.report import save_json, write_section
+
+    if data is not None and not data.is_file():
+        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    sample = resources.files("engram") / "data" / "sample_conversation.json"
+    with resources.as_file(sample) as default:
+        result = bench.run(data or default, _ints(convs) or None)
+    save_json(results, "feedback", result)
+    write_section(doc, "feedback", bench.markdown(result, _command()))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(bench.markdown(result, _command()))
+
+
+@bench_app.command("kv")
+def kv(
+    model: Annotated[
+        str | None, typer.Option(help="transformers checkpoint (default: the packaged LM).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced grid (< 3 min, CI).")] = False,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Stored KV caches: bytes vs fp16, perplexity / KL, probe accuracy, TTFT vs recompute."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from engram.bench import kv as bench
+    from engram.bench.report import save_json, write_section
+
+    result = bench.run(model, quick)
+    save_json(results, "kv", result)
+    plot_path = doc.parent / "img" / "kv-bytes-vs-ppl.png"
+    rel = str(plot_path.relative_to(doc.parent)) if bench.plot(result, plot_path) else None
+    write_section(doc, "kv", bench.markdown(result, _command(), rel))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
+
+
+@bench_app.command("serve")
+def serve(
+    clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 32,
+    seconds: Annotated[float, typer.Option(help="How long the load runs.")] = 60.0,
+    owners: Annotated[int, typer.Option(help="Owners (one write key each).")] = 8,
+    seed: Annotated[int, typer.Option(help="Memories stored before the load.")] = 200,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Load test of `engram serve` on loopback: throughput, p50/p99, errors."""
+    from engram.bench import serve as bench
+    from engram.bench.report import save_json, write_section
+
+    result = bench.run(clients, seconds, owners, seed)
+    save_json(results, "serve", result)
+    write_section(doc, "serve", bench.markdown(result, _command()))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command()))
+    if result["total"]["errors"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("parametric")
+def parametric(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="transformers checkpoint, or 'tiny' (default: the packaged LM)."
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Reduced run (10 facts per batch), for CI.")
+    ] = False,
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated methods (default: all).")
+    ] = "",
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """LoRA continual learning: recall, BWT, forgetting, ppl drift per safeguard vs naive,
+    joint and text retrieval."""
+    import dataclasses
+
+    from engram.bench import parametric as bench
+    from engram.bench.report import save_json, write_section
+
+    config = bench.BenchConfig.quick() if quick else bench.BenchConfig()
+    if methods:
+        chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in bench.METHODS]
+        if unknown:
+            raise typer.BadParameter(f"unknown methods {unknown}", param_hint="--methods")
+        config = dataclasses.replace(config, methods=chosen)
+    result = bench.run(model, config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    save_json(results, "parametric", result)
+    images = (
+        doc.parent / "img" / "parametric-matrix.png",
+        doc.parent / "img" / "parametric-curves.png",
+    )
+    rel = None
+    if bench.plot(result, *images):
+        rel = tuple(str(p.relative_to(doc.parent)) for p in images)
+    text = bench.markdown(result, _command(), rel)  # type: ignore[arg-type]
+    write_section(doc, "parametric", text)
+    print(json.dumps({"methods": result["methods"]}) if as_json else text)

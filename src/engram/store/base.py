@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from engram.store.feedback import FeedbackEvent, FeedbackLog
 from engram.store.vector_index import CubeSnapshot
 from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
@@ -147,6 +148,19 @@ class Store(Protocol):
 
     def dense(self, cube: int, vector: np.ndarray, k: int, flt: MemoryFilter) -> list[Scored]:
         """Cosine similarity of unit vectors."""
+
+    def add_feedback(
+        self,
+        cube: int,
+        query: str,
+        vector: np.ndarray,
+        events: list[FeedbackEvent],
+        weights: dict[str, float] | None,
+    ) -> None:
+        """Record one query's feedback events and the cube's updated reranker weights."""
+
+    def feedback(self, cube: int) -> FeedbackLog:
+        """The cube's feedback log (cached until its feedback changes)."""
 
     def snapshot(self, cube: int) -> CubeSnapshot:
         """The cube's active memories as arrays (keys, vectors, sessions, speakers)."""

@@ -109,6 +109,36 @@ MIGRATIONS: list[tuple[str, str]] = [
             WHERE source_id IS NOT NULL
         """,
     ),
+    (
+        # Feedback: which memories a caller cited, used or marked wrong for a query (RMM's
+        # retrospective reflection), and each cube's online reranker weights. A purged
+        # memory takes its feedback rows with it; a query left with none is erased too.
+        "0003_feedback",
+        """
+        ALTER TABLE cubes ADD COLUMN feedback_rev INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE feedback_queries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            cube_id INTEGER NOT NULL REFERENCES cubes(id),
+            query TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX feedback_queries_cube ON feedback_queries(cube_id, id);
+        CREATE TABLE feedback (
+            query_id INTEGER NOT NULL REFERENCES feedback_queries(id) ON DELETE CASCADE,
+            memory_key INTEGER NOT NULL REFERENCES memories(key) ON DELETE CASCADE,
+            label TEXT NOT NULL CHECK (label IN ('cited', 'used', 'wrong')),
+            PRIMARY KEY (query_id, memory_key)
+        );
+        CREATE INDEX feedback_memory ON feedback(memory_key);
+        CREATE TABLE rerankers (
+            cube_id INTEGER PRIMARY KEY REFERENCES cubes(id),
+            weights TEXT NOT NULL,
+            events INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """,
+    ),
 ]
 
 

@@ -23,8 +23,16 @@ import numpy as np
 from engram.errors import CubeGoneError, EmbedderMismatchError, NotFoundError, StoreError
 from engram.store import sql
 from engram.store.base import Change, Located, MemoryFilter, NewMemory, Scored
+from engram.store.feedback import FeedbackEvent, FeedbackLog
 from engram.store.migrations import apply_migrations
 from engram.store.sqlite_conn import ThreadConnections, rollback
+from engram.store.sqlite_feedback import (
+    drop_cube_feedback,
+    feedback_rev,
+    forget_feedback,
+    insert_feedback,
+    read_feedback,
+)
 from engram.store.sqlite_rows import cube_stats, history, item_from_row, items_by_keys, select_in
 from engram.store.vector_index import (
     CubeSnapshot,
@@ -61,6 +69,8 @@ class SQLiteStore:
         self._conns = ThreadConnections(self.path, synchronous, busy_timeout_s)
         self._write_lock = threading.RLock()
         self._snapshots = SnapshotCache()
+        self._feedback: dict[int, FeedbackLog] = {}
+        self._feedback_lock = threading.Lock()
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -370,6 +380,7 @@ class SQLiteStore:
             if not found:
                 return 0
             gone = [(key,) for key in found]
+            forget_feedback(conn, cube, gone)
             conn.executemany("DELETE FROM versions WHERE memory_key = ?", gone)
             conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", gone)
             conn.executemany("DELETE FROM memories WHERE key = ?", gone)
@@ -380,6 +391,7 @@ class SQLiteStore:
                 is None
             )
             if emptied:
+                drop_cube_feedback(conn, cube)
                 conn.execute("DELETE FROM cubes WHERE id = ?", (cube,))
         self._snapshots.remove(cube, old, new, found)
         if emptied:
@@ -484,6 +496,40 @@ class SQLiteStore:
             return [Scored(k_, s) for k_, s in top_k(keys, matrix @ vector, k)]
         entry = self.snapshot(cube)
         return [Scored(k_, s) for k_, s in entry.top(vector, k, allowed)]
+
+    # -- feedback ---------------------------------------------------------------------
+
+    def add_feedback(
+        self,
+        cube: int,
+        query: str,
+        vector: np.ndarray,
+        events: list[FeedbackEvent],
+        weights: dict[str, float] | None,
+    ) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
+                raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
+            insert_feedback(conn, cube, query, vector, events, weights, utc_now())
+
+    def feedback(self, cube: int) -> FeedbackLog:
+        conn = self._conn()
+        rev = feedback_rev(conn, cube)
+        with self._feedback_lock:
+            cached = self._feedback.get(cube)
+        if cached is not None and cached.rev == rev:
+            return cached
+        try:  # one read transaction: revision, queries and events agree
+            conn.execute("BEGIN")
+            log = read_feedback(conn, cube, self.dim)
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"read failed: {err}") from err
+        with self._feedback_lock:
+            self._feedback[cube] = log
+        return log
 
     def snapshot(self, cube: int) -> CubeSnapshot:
         conn = self._conn()

@@ -9,6 +9,7 @@ on the other half. `hybrid-no-<part>` pipelines drop one part each, for ablation
 from __future__ import annotations
 
 from engram.text.retrieval.context import SessionSignal, WindowSignal
+from engram.text.retrieval.feedback import FeedbackSignal
 from engram.text.retrieval.scorer import Scorer, ScoringRetriever, WeightedSum
 from engram.text.retrieval.signals import (
     AnswerTypeSignal,
@@ -30,6 +31,8 @@ HYBRID_PARTS: dict[str, tuple[Scorer, float]] = {
     "time": (TimeSignal(), 4.0),
     "speaker": (SpeakerSignal(), 0.5),
     "answer-type": (AnswerTypeSignal(), 3.0),
+    # the owner's online reranker over feedback features; zeros until feedback arrives
+    "feedback": (FeedbackSignal(), 1.0),
 }
 
 
@@ -37,3 +40,8 @@ def hybrid(without: str | None = None) -> ScoringRetriever:
     parts = tuple(part for name, part in HYBRID_PARTS.items() if name != without)
     label = "hybrid" if without is None else f"hybrid-no-{without}"
     return ScoringRetriever(WeightedSum(parts), name=label)
+
+
+def base_scorer() -> WeightedSum:
+    """The hybrid score without the feedback part: what the online reranker learns on top of."""
+    return WeightedSum(tuple(part for name, part in HYBRID_PARTS.items() if name != "feedback"))

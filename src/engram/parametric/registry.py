@@ -1,0 +1,175 @@
+"""Adapter registry: one versioned directory per adapter, `<root>/<owner>/v<N>/` holding
+`manifest.json` (what it was trained on, how, on which base model) next to peft's own
+`adapter_config.json` + `adapter_model.safetensors` (loadable by `PeftModel.from_pretrained`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import torch
+from safetensors.torch import save_file
+
+from engram.errors import NotFoundError, SchemaVersionError, StoreError, ValidationError
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "adapter_model.safetensors"
+
+
+@dataclass
+class AdapterManifest:
+    """Everything needed to trust and reproduce one adapter version."""
+
+    owner: str
+    version: int
+    method: str
+    base_model: str
+    base_fingerprint: str
+    memory_ids: list[str]
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    safeguards: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parents: list[int] = field(default_factory=list)
+    weights_sha256: str = ""
+    bytes: int = 0
+    created_at: str = ""
+    format: int = FORMAT
+    path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of the architecture and of a sample of every weight (fast on large models):
+    an adapter is only loaded onto the base model it was trained on."""
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(config.to_json_string(use_diff=False).encode())
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name, p in base.state_dict().items():
+        if "lora_" in name or "osf_" in name:
+            continue
+        flat = p.detach().flatten()
+        sample = flat[:: max(1, flat.numel() // 4096)][:4096].float().cpu()
+        digest.update(name.replace(".base_layer", "").encode())
+        digest.update(str(tuple(p.shape)).encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class AdapterRegistry:
+    """Versioned adapters of many owners under one root directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser()
+
+    def _owner_dir(self, owner: str) -> Path:
+        if not owner or len(owner) > 200:
+            raise ValidationError("owner must be 1-200 characters")
+        return self.root / quote(owner, safe="")
+
+    def owners(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(unquote(p.name) for p in self.root.iterdir() if p.is_dir())
+
+    def versions(self, owner: str) -> list[AdapterManifest]:
+        folder = self._owner_dir(owner)
+        if not folder.is_dir():
+            return []
+        found = [
+            self._read(p)
+            for p in folder.iterdir()
+            if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit()
+        ]
+        return sorted(found, key=lambda m: m.version)
+
+    def get(self, owner: str, version: int | None = None) -> AdapterManifest:
+        """One version (the latest when `version` is None); NotFoundError if absent."""
+        versions = self.versions(owner)
+        if not versions:
+            raise NotFoundError(f"no adapter for owner {owner!r}")
+        if version is None:
+            return versions[-1]
+        for manifest in versions:
+            if manifest.version == version:
+                return manifest
+        raise NotFoundError(f"owner {owner!r} has no adapter version {version}")
+
+    def save(
+        self, manifest: AdapterManifest, peft_config: Any, state: dict[str, torch.Tensor]
+    ) -> AdapterManifest:
+        """Write a new version atomically (temporary dir, then rename); returns it."""
+        folder = self._owner_dir(manifest.owner)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest.version = max((m.version for m in self.versions(manifest.owner)), default=0) + 1
+        manifest.created_at = datetime.now(UTC).isoformat()
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        try:
+            tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+            save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
+            peft_config.save_pretrained(str(tmp))
+            manifest.weights_sha256 = _sha256(tmp / WEIGHTS)
+            manifest.bytes = (tmp / WEIGHTS).stat().st_size
+            (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2))
+            final = folder / f"v{manifest.version}"
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        manifest.path = final
+        return manifest
+
+    def delete(self, owner: str, version: int) -> None:
+        manifest = self.get(owner, version)
+        assert manifest.path is not None
+        shutil.rmtree(manifest.path)
+
+    @staticmethod
+    def _read(folder: Path) -> AdapterManifest:
+        try:
+            data = json.loads((folder / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise StoreError(f"adapter {folder}: unreadable manifest ({err})") from err
+        if not isinstance(data, dict) or not isinstance(data.get("format"), int):
+            raise StoreError(f"adapter {folder}: manifest has no format number")
+        if data["format"] > FORMAT:
+            raise SchemaVersionError(
+                f"adapter {folder} has format {data['format']}; this Engram reads up to {FORMAT}"
+            )
+        try:
+            manifest = AdapterManifest(**data)
+        except TypeError as err:
+            raise StoreError(f"adapter {folder}: bad manifest ({err})") from err
+        manifest.path = folder
+        return manifest
+
+    @staticmethod
+    def verify(manifest: AdapterManifest) -> Path:
+        """The weights file, after checking it is the one the manifest describes."""
+        assert manifest.path is not None
+        weights = manifest.path / WEIGHTS
+        if not weights.is_file() or _sha256(weights) != manifest.weights_sha256:
+            raise StoreError(f"adapter {manifest.path}: weights missing or corrupt (sha256)")
+        return weights

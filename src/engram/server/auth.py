@@ -1,0 +1,92 @@
+"""Bearer-key authentication and the per-key rate limit, shared by REST and MCP."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from engram.config import ServerConfig
+from engram.memory import Memory
+from engram.server.access import Principal, ScopedMemory
+from engram.server.errors import ApiError
+from engram.server.keys import KeyStore
+from engram.server.limits import RateLimiter
+from engram.server.metrics import Metrics
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key from `engram keys create` (not needed with `engram serve --no-auth`).",
+)
+
+
+@dataclass
+class ServerState:
+    """What every request needs; kept on `app.state.engram`."""
+
+    memory: Memory
+    keys: KeyStore | None  # None: --no-auth
+    settings: ServerConfig
+    metrics: Metrics
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+
+    def authenticate(self, authorization: str | None, client: str) -> Principal:
+        """The caller of a request with this Authorization header; ApiError 401/429."""
+        if self.keys is None:
+            principal, bucket = Principal.local(), f"client:{client}"
+        else:
+            scheme, _, token = (authorization or "").partition(" ")
+            key = self.keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+            if key is None:
+                message = (
+                    "unknown or revoked API key"
+                    if authorization
+                    else "missing 'Authorization: Bearer <key>' header"
+                )
+                raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+            principal = Principal.of_key(key)
+            bucket = f"key:{key.id}"
+        wait = self.limiter.take(bucket)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"rate limit of {self.settings.rate_limit_per_s:g} requests/s exceeded",
+                {"retry_after_s": round(wait, 3)},
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        return principal
+
+
+def server_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.engram
+    return state
+
+
+def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """FastAPI dependency: the authenticated caller (401 / 429 otherwise)."""
+    header = request.headers.get("authorization")
+    client = request.client.host if request.client else "unknown"
+    if credentials is not None:
+        header = f"Bearer {credentials.credentials}"
+    return server_state(request).authenticate(header, client)
+
+
+def scoped_memory(
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+) -> ScopedMemory:
+    """FastAPI dependency: the Memory as this caller may use it."""
+    return ScopedMemory(server_state(request).memory, caller, source="rest")
+
+
+Caller = Annotated[ScopedMemory, Depends(scoped_memory)]

@@ -1,0 +1,196 @@
+"""`engram serve`, `engram keys create|ls|revoke` and `engram mcp` (stdio).
+
+Only typer is imported here: FastAPI, uvicorn and the MCP SDK load when a command runs,
+so the rest of the CLI starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+keys_app = typer.Typer(help="API keys for `engram serve` (stored hashed).", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+
+def _root() -> Any:
+    """The main CLI module (its --home/--json state and helpers), imported on use. Under
+    `python -m engram.cli` that module is `__main__`, not a second copy of engram.cli."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "engram.cli":
+        return main
+    from engram import cli
+
+    return cli
+
+
+def _shown_owner(owner: str | None) -> str:
+    """'user:alice' -> 'alice' (how --owner takes it); agents keep their prefix."""
+    if owner is None:
+        return "*"
+    return owner.removeprefix("user:")
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default server.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default server.port).")] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="No API keys: anyone who can connect has every owner."),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API (/v1, docs at /docs), MCP (/mcp) and the web page (/)."""
+    root = _root()
+
+    @root.reports_errors
+    def run() -> None:
+        import uvicorn
+
+        from engram.server.app import create_app
+        from engram.server.keys import KeyStore
+
+        with root.opened() as memory:
+            settings = memory.config.server.model_copy(
+                update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+            )
+            keys = None if no_auth else KeyStore(memory.home / "keys.db")
+            if keys is None:
+                err.print(
+                    "[bold red]WARNING: --no-auth: no API keys are checked. Anyone who can "
+                    f"reach {settings.host}:{settings.port} can read, change and erase "
+                    "every owner's memories. Use it only for local single-user work.[/]",
+                    highlight=False,
+                )
+            elif not keys.list(include_revoked=False):
+                err.print(
+                    "[yellow]No API keys yet: create one with "
+                    "`engram keys create --owner alice`.[/]",
+                    highlight=False,
+                )
+            memory.embedder.embed_one("warm-up")  # load the model before the first request
+            app = create_app(memory, keys, settings)
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+    run()
+
+
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[
+        str | None,
+        typer.Option(help="Owner the key acts for: alice (a user) or agent:bot."),
+    ] = None,
+    scope: Annotated[str, typer.Option(help="read, write or admin (every owner).")] = "write",
+) -> None:
+    """Create a key; the token is printed once (only its hash is stored)."""
+    root = _root()
+
+    @root.reports_errors
+    def run() -> None:
+        from engram.server.keys import KeyStore
+
+        token, key = KeyStore(_home() / "keys.db").create(owner, scope)
+        shown = _shown_owner(key.owner) if key.owner else None
+        if root.state.as_json:
+            print(json.dumps({"key": token, "id": key.id, "owner": shown, "scope": key.scope}))
+            return
+        out.print(f"[green]created[/] key {key.id} ({key.scope.value}, owner {shown or '*'})")
+        out.print("Keep it now; it is not shown again:", highlight=False)
+        print(token)
+
+    run()
+
+
+@keys_app.command("ls")
+def keys_ls(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """List keys (ids, owners, scopes; never the tokens)."""
+    root = _root()
+
+    @root.reports_errors
+    def run() -> None:
+        from engram.server.keys import KeyStore
+
+        keys = KeyStore(_home() / "keys.db").list(include_revoked=all_keys)
+        if root.state.as_json:
+            rows = [{**k.model_dump(mode="json"), "owner": _shown_owner(k.owner)} for k in keys]
+            print(json.dumps(rows))
+            return
+        table = Table(title=f"{len(keys)} API keys")
+        for col in ("id", "owner", "scope", "created", "revoked"):
+            table.add_column(col)
+        for k in keys:
+            revoked = f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else ""
+            created = f"{k.created_at:%Y-%m-%d %H:%M}"
+            table.add_row(k.id, _shown_owner(k.owner), k.scope.value, created, revoked)
+        out.print(table)
+
+    run()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys ls`).")]) -> None:
+    """Revoke a key; requests with it get 401 from then on."""
+    root = _root()
+
+    @root.reports_errors
+    def run() -> None:
+        from engram.server.keys import KeyStore
+
+        key = KeyStore(_home() / "keys.db").revoke(key_id)
+        if root.state.as_json:
+            print(json.dumps({"id": key.id, "revoked": True}))
+        else:
+            out.print(f"revoked {key.id}")
+
+    run()
+
+
+def mcp(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Default owner: user id.")
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", "-a", help="Default owner: agent id.")
+    ] = None,
+) -> None:
+    """Serve the MCP tools over stdio (for MCP hosts that start `engram mcp`)."""
+    root = _root()
+
+    @root.reports_errors
+    def run() -> None:
+        import anyio
+
+        from engram.scope import Scope
+        from engram.server.access import Principal
+        from engram.server.mcp_tools import build_mcp_server
+
+        default = Scope.of(user, agent, required=False).owner
+        with root.opened() as memory:
+            server = build_mcp_server(memory, fallback=Principal.local(default))
+            anyio.run(server.run_stdio_async)
+
+    run()
+
+
+def _home() -> Any:
+    from engram.config import load_config
+
+    root = _root()
+    overrides = {} if root.state.home is None else {"home": root.state.home}
+    return load_config(**overrides).home
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve`, `keys` and `mcp` to the main `engram` app."""
+    app.command()(serve)
+    app.add_typer(keys_app, name="keys")
+    app.command()(mcp)

@@ -1,0 +1,202 @@
+"""API keys: random bearer tokens stored as SHA-256 hashes in `$ENGRAM_HOME/keys.db`.
+
+A key is bound to one owner ('user:alice', 'agent:bot') and a scope: `read` (get, list,
+search), `write` (also add, update, archive, restore, erase) or `admin` (every owner; an
+admin key has no owner). The token itself is shown once, when the key is created; the
+store keeps only its hash, so a stolen `keys.db` does not give access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from engram.errors import NotFoundError, StoreError, ValidationError
+from engram.scope import Scope, check_id
+
+TOKEN_PREFIX = "egk_"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    owner TEXT,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+)
+"""
+
+
+class KeyScope(StrEnum):
+    """What a key may do; each level includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    def allows(self, needed: KeyScope) -> bool:
+        order = (KeyScope.READ, KeyScope.WRITE, KeyScope.ADMIN)
+        return order.index(self) >= order.index(needed)
+
+
+class ApiKey(BaseModel):
+    """One API key as stored (never the token itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    owner: str | None  # 'user:alice' / 'agent:bot'; None for admin keys (every owner)
+    scope: KeyScope
+    created_at: datetime
+    revoked: bool = False
+    revoked_at: datetime | None = None
+
+
+def parse_owner(owner: str) -> str:
+    """'alice' or 'user:alice' -> 'user:alice'; 'agent:bot' stays. Checked like user ids."""
+    if not isinstance(owner, str):
+        raise ValidationError("owner must be a string such as alice, user:alice or agent:bot")
+    kind, sep, name = owner.partition(":")
+    if not sep or kind not in ("user", "agent"):
+        kind, name = "user", owner
+    scope = Scope.of(**{f"{kind}_id": name})
+    assert scope.owner is not None
+    return scope.owner
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KeyStore:
+    """API keys in one SQLite file (its own file: the memory store never holds secrets)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path).expanduser()
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._write() as conn:
+                conn.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the key store {self.path}: {err}") from err
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def create(
+        self, owner: str | None, scope: KeyScope | str = KeyScope.WRITE
+    ) -> tuple[str, ApiKey]:
+        """A new key: returns the token (shown once) and its record."""
+        try:
+            level = KeyScope(scope)
+        except ValueError as err:
+            raise ValidationError(f"scope must be read, write or admin, got {scope!r}") from err
+        if level is KeyScope.ADMIN and owner is not None:
+            raise ValidationError("an admin key acts for every owner; create it without an owner")
+        if level is not KeyScope.ADMIN and owner is None:
+            raise ValidationError(f"a {level.value} key needs an owner (e.g. alice, agent:bot)")
+        bound = None if owner is None else parse_owner(owner)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(id=secrets.token_hex(6), owner=bound, scope=level, created_at=_now())
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO api_keys (id, token_sha256, owner, scope, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (key.id, hash_token(token), bound, level.value, key.created_at.isoformat()),
+                )
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot write the key store {self.path}: {err}") from err
+        return token, key
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """The live key whose token this is, else None (unknown or revoked)."""
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        row = self._read(
+            "SELECT * FROM api_keys WHERE token_sha256 = ? AND revoked_at IS NULL",
+            (hash_token(token),),
+        )
+        return _key(row[0]) if row else None
+
+    def list(self, include_revoked: bool = True) -> list[ApiKey]:
+        sql = "SELECT * FROM api_keys"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        return [_key(r) for r in self._read(sql + " ORDER BY created_at, id", ())]
+
+    def get(self, key_id: str) -> ApiKey:
+        check_id(key_id, "key id")
+        rows = self._read("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if not rows:
+            raise NotFoundError(f"no API key {key_id!r}")
+        return _key(rows[0])
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key at once (the next request with it gets 401); idempotent."""
+        self.get(key_id)
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                    (_now().isoformat(), key_id),
+                )
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot write the key store {self.path}: {err}") from err
+        return self.get(key_id)
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot read the key store {self.path}: {err}") from err
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when they end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _key(row: sqlite3.Row) -> ApiKey:
+    revoked_at = row["revoked_at"]
+    return ApiKey(
+        id=row["id"],
+        owner=row["owner"],
+        scope=KeyScope(row["scope"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        revoked=revoked_at is not None,
+        revoked_at=None if revoked_at is None else datetime.fromisoformat(revoked_at),
+    )
