@@ -94,7 +94,7 @@ def test_replay_mixes_earlier_facts_in(tokenizer: Any) -> None:
     lrn.batches.append(FACTS[2])
     MemoryReplay(ratio=10).before_batch(run)
     earlier = {f.memory_id for b in FACTS[:2] for f in b}
-    assert len(run.replay) == 12 and {e.memory_id for e in run.replay} == earlier
+    assert run.replay_per_epoch == 12 and {e.memory_id for e in run.replay_pool} == earlier
 
 
 def test_gere_margin_loss_is_zero_inside_the_bands_only() -> None:

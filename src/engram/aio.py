@@ -50,6 +50,18 @@ class AsyncMemory:
     stats = _awaitable(Memory.stats)
     owners = _awaitable(Memory.owners)
     close = _awaitable(Memory.close)
+    pin = _awaitable(Memory.pin)
+    unpin = _awaitable(Memory.unpin)
+    reinforce = _awaitable(Memory.reinforce)
+    retention = _awaitable(Memory.retention)
+    working_memory = _awaitable(Memory.working_memory)
+    gc = _awaitable(Memory.gc)
+    set_retention_policy = _awaitable(Memory.set_retention_policy)
+    retention_policy = _awaitable(Memory.retention_policy)
+    jobs = _awaitable(Memory.jobs)
+    run_jobs = _awaitable(Memory.run_jobs)
+    retry_jobs = _awaitable(Memory.retry_jobs)
+    extract = _awaitable(Memory.extract)
 
     async def iter_all(
         self,

@@ -25,6 +25,8 @@ from engram.bench.cli import bench_app
 from engram.config import EmbedderConfig, load_config
 from engram.embed import Embedder, build_embedder
 from engram.errors import EngramError, ValidationError
+from engram.extract.cli import jobs_app
+from engram.lifecycle.cli import register as register_lifecycle_commands
 from engram.lm.cli import lm_app
 from engram.memory import Memory
 from engram.parametric.cli import lora_app
@@ -581,7 +583,9 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(kv_app, name="kv")
 app.add_typer(lm_app, name="lm")
 app.add_typer(lora_app, name="lora")
+app.add_typer(jobs_app, name="jobs")
 register_server_commands(app)  # serve, keys, mcp
+register_lifecycle_commands(app)  # gc, pin, unpin, retention
 
 
 def _command(args: list[str]) -> str | None:

@@ -165,6 +165,195 @@ class KVConfig(_Section):
     )
 
 
+class RetentionPolicy(_Section):
+    """Retention rules for one memory type of an owner ('*': every type). Unset fields
+    inherit: owner type < owner '*' < config type < config '*'."""
+
+    max_active: int | None = Field(
+        default=None,
+        gt=0,
+        description="Capacity budget: most active memories of the type ('*': of the owner "
+        "in all); gc archives the weakest beyond it. None: no budget.",
+    )
+    ttl_days: float | None = Field(
+        default=None, gt=0, description="gc archives memories older than this. None: no TTL."
+    )
+    min_retrievability: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="gc archives memories whose retrievability fell below this (forgotten). "
+        "None: never by decay alone.",
+    )
+    importance: float | None = Field(
+        default=None,
+        ge=0,
+        description="Weight of the type when ranking the weakest (metadata 'importance' "
+        "overrides per memory). None: 1.0.",
+    )
+
+
+class WorkingMemoryConfig(_Section):
+    """The short-term buffer: the most recent turns of each session."""
+
+    size: int = Field(
+        default=20, ge=0, description="Memories per session kept in the buffer (0: no buffer)."
+    )
+    types: list[str] = Field(
+        default_factory=lambda: ["turn"], description="Memory types that enter the buffer."
+    )
+    replacement: str = Field(
+        default="fifo", description="Replacement policy when the buffer is full: fifo, lru."
+    )
+
+
+class ConsolidationConfig(_Section):
+    """Promotion of what recurs to long-term memory (run by gc)."""
+
+    min_recalls: int = Field(
+        default=2, ge=1, description="Promote a memory cited/used or reinforced this often."
+    )
+    duplicate_similarity: float = Field(
+        default=0.92,
+        gt=0,
+        le=1,
+        description="Cosine at which two memories count as near-duplicates.",
+    )
+    min_sessions: int = Field(
+        default=2,
+        ge=2,
+        description="Promote a memory with near-duplicates in at least this many sessions "
+        "(its own included).",
+    )
+    min_words: int = Field(
+        default=4,
+        ge=0,
+        description="Only memories of at least this many words count as near-duplicates "
+        "(so 'thanks!' said in every session is not promoted).",
+    )
+    strength_days: float = Field(
+        default=90.0, gt=0, description="Promoted memories get at least this strength."
+    )
+
+
+class RetentionConfig(_Section):
+    """Decay, recall, policies, working memory and consolidation (engram.lifecycle)."""
+
+    decay: str = Field(
+        default="power",
+        description="Decay law: exponential, power, hyperbolic; parameters as "
+        "'power:exponent=0.3'.",
+    )
+    initial_strength_days: float = Field(
+        default=14.0, gt=0, description="Strength (half-life in days) of a new memory."
+    )
+    max_strength_days: float = Field(
+        default=3650.0, gt=0, description="Strength never grows past this."
+    )
+    growth: float = Field(
+        default=1.5, ge=0, description="Strength gain of a recall (see docs/lifecycle.md)."
+    )
+    spacing: float = Field(
+        default=1.0,
+        ge=0,
+        description="How much more a recall strengthens a nearly forgotten memory.",
+    )
+    wrong_factor: float = Field(
+        default=0.5, gt=0, le=1, description="Strength is multiplied by this when marked wrong."
+    )
+    expire_on_search: bool = Field(
+        default=True, description="A search first archives the owner's expired memories."
+    )
+    policies: dict[str, RetentionPolicy] = Field(
+        default_factory=dict,
+        description="Policies by memory type ('*': all types); owners override them "
+        "with Memory.set_retention_policy.",
+    )
+    working: WorkingMemoryConfig = Field(default_factory=WorkingMemoryConfig)
+    consolidation: ConsolidationConfig = Field(default_factory=ConsolidationConfig)
+
+
+class LLMConfig(_Section):
+    """The optional language model for extraction (`engram.llm`); none by default."""
+
+    provider: str = Field(
+        default="none",
+        description="'none' (offline extractors only), 'openai' (any OpenAI-compatible "
+        "/v1/chat/completions endpoint) or 'transformers' (a local causal LM).",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Endpoint model name, or local checkpoint path (None: the packaged "
+        "Engram LM, for plumbing tests only).",
+    )
+    base_url: str | None = Field(default=None, description="Endpoint URL for 'openai'.")
+    api_key: str | None = Field(default=None, description="API key for 'openai'.")
+    timeout_s: float = Field(default=60.0, gt=0, description="HTTP timeout per request.")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of timeouts, 429 and 5xx answers."
+    )
+    max_tokens: int = Field(default=1024, gt=0, description="Longest answer, in tokens.")
+    json_mode: bool = Field(
+        default=True,
+        description="Ask the endpoint for a JSON object (response_format); turn off for "
+        "servers that reject it.",
+    )
+    device: str = Field(default="cpu", description="torch device for 'transformers'.")
+
+
+class ExtractConfig(_Section):
+    """Derived memories (summaries, dated events, merged duplicates, LLM facts) built by
+    background jobs after `add` (`engram.extract`, `engram jobs`)."""
+
+    enqueue: bool = Field(
+        default=True,
+        description="add/add_batch queue extraction jobs for the sessions they touched "
+        "(one row per session and extractor; extraction itself runs later).",
+    )
+    worker: Literal["thread", "off"] = Field(
+        default="off",
+        description="'thread': a background thread of this process runs queued jobs; "
+        "'off': they run on `engram jobs run` / `Memory.run_jobs()`.",
+    )
+    extractors: list[str] = Field(
+        default_factory=lambda: ["session-summary", "topic-summary", "dates", "llm", "dedup"],
+        description="Registered extractors to queue; 'llm' only when llm.provider is set.",
+    )
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Runs before a job fails.")
+    backoff_s: float = Field(
+        default=5.0, ge=0, description="A failed run is retried after backoff_s * 2^(n-1)."
+    )
+    lease_s: float = Field(
+        default=600.0, gt=0, description="A running job whose worker died is retried after this."
+    )
+    session_min_turns: int = Field(
+        default=4, ge=1, description="Sessions with fewer turns get no session summary."
+    )
+    summary_turns: int = Field(
+        default=3, ge=1, le=50, description="Turns quoted in a session or topic summary."
+    )
+    topic_min_turns: int = Field(
+        default=40, ge=2, description="Owners with fewer turns get no topic summaries."
+    )
+    topic_size: int = Field(
+        default=25, ge=2, description="Average turns per topic (topics = turns / topic_size)."
+    )
+    dedup_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="Cosine at which derived memories are merged."
+    )
+    dedup_types: list[str] = Field(
+        default_factory=lambda: ["fact", "preference", "event"],
+        description="Memory types the near-duplicate merger looks at.",
+    )
+    llm_turns: int = Field(default=20, ge=1, le=500, description="Turns per extraction prompt.")
+    llm_neighbors: int = Field(
+        default=5, ge=1, le=50, description="Similar memories shown with each candidate."
+    )
+    answer_retries: int = Field(
+        default=2, ge=0, le=10, description="Re-asks after a malformed LLM answer."
+    )
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Reads the TOML config file chosen by arguments or environment."""
 
@@ -228,6 +417,9 @@ class EngramConfig(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     kv: KVConfig = Field(default_factory=KVConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
 
     @field_validator("home")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from engram.types import (
     VersionEvent,
 )
 
+if TYPE_CHECKING:
+    from engram.lifecycle.core import Lifecycle
+
 
 @dataclass
 class MemCube:
@@ -39,6 +42,7 @@ class MemCube:
     store: Store
     embedder: Embedder
     access: AccessRecorder | None = None
+    lifecycle: Lifecycle | None = None  # retention: feedback strengthens what was recalled
 
     # -- text tier --------------------------------------------------------------------
 
@@ -83,6 +87,8 @@ class MemCube:
         )
         events = [FeedbackEvent(key, label) for key, label in keys.items()]
         self.store.add_feedback(self.id, query, ctx.vector, events, weights)
+        if self.lifecycle is not None:
+            self.lifecycle.on_feedback(self.id, keys)
         return FeedbackResult(owner=self.owner, recorded=len(events), weights=weights)
 
     def _key(self, memory_id: str) -> int:

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,11 @@ from engram.errors import (
     NotFoundError,
     ValidationError,
 )
+from engram.extract.api import ExtractionVerbs
+from engram.extract.jobs import Extraction
+from engram.lifecycle import Lifecycle
+from engram.lifecycle.api import RetentionVerbs
+from engram.lifecycle.core import check_expiry
 from engram.scope import (
     Scope,
     build_filter,
@@ -140,9 +145,11 @@ class AddRequest:
     timestamp: datetime | str | None = None
     memory_type: MemoryType | str = MemoryType.TURN
     source: str = "api"
+    ttl: timedelta | float | None = None  # archived by gc this long after the add
+    expires_at: datetime | str | None = None  # ... or at this time (not both)
 
 
-class Memory:
+class Memory(RetentionVerbs, ExtractionVerbs):
     """A memory for LLM apps. `Memory()` is embedded: SQLite under ENGRAM_HOME + MiniLM.
 
     Every memory belongs to an owner (`user_id`, else `agent_id`); each owner's memories
@@ -175,6 +182,7 @@ class Memory:
         self._cubes = _CubeCache()
         self._lock = threading.Lock()
         self.pipeline()  # the configured name: a ConfigError at start if unknown
+        Lifecycle.check(self.config.retention)  # likewise the decay law and policies
         self._owns = (embedder is None, store is None)  # close only what we opened
         self.access: AccessRecorder | None = None
         if lazy:
@@ -193,6 +201,8 @@ class Memory:
                 self._close_owned(store=self.store)
                 raise
         self.access = AccessRecorder(self.store) if self.config.search.track_access else None
+        self.lifecycle = Lifecycle(self.config.retention, self.store)
+        self.extraction = Extraction(self.store, self.embedder, self.config)
 
     def _check_embedder(self, embedder: Embedder) -> None:
         self.store.check_embedder(embedder.name, embedder.dim)
@@ -223,7 +233,9 @@ class Memory:
         cached = self._cubes.get(owner, cube_id)
         if cached is not None:
             return cached
-        return self._cubes.put(MemCube(owner, cube_id, self.store, self.embedder, self.access))
+        return self._cubes.put(
+            MemCube(owner, cube_id, self.store, self.embedder, self.access, self.lifecycle)
+        )
 
     def _owned(self, memory_id: str, user_id: str | None, agent_id: str | None) -> MemCube:
         """The cube holding `memory_id`, checked against the caller's scope when given:
@@ -259,14 +271,26 @@ class Memory:
         timestamp: datetime | str | None = None,
         memory_type: MemoryType | str = MemoryType.TURN,
         source: str = "api",
+        ttl: timedelta | float | None = None,
+        expires_at: datetime | str | None = None,
     ) -> list[MemoryItem]:
         """Store each message as a memory with provenance; returns what was stored.
+        `ttl` (a timedelta or seconds) or `expires_at`: gc archives it after that.
 
         A message whose `source_id` already exists in the owner's cube is not stored twice:
         the existing memory is returned in its place (imports are idempotent).
         """
         request = AddRequest(
-            messages, user_id, agent_id, session_id, metadata, timestamp, memory_type, source
+            messages,
+            user_id,
+            agent_id,
+            session_id,
+            metadata,
+            timestamp,
+            memory_type,
+            source,
+            ttl,
+            expires_at,
         )
         return self.add_batch([request], chunk_size=None)[0]
 
@@ -309,6 +333,8 @@ class Memory:
                 done += len(chunk)
                 if progress is not None:
                     progress(done)
+        if self.config.extract.enqueue:  # extraction runs later, as jobs
+            self.extraction.queue(item for items in stored for item in items)
         return stored
 
     def _write_rows(self, scope: Scope, rows: list[NewMemory]) -> list[MemoryItem]:
@@ -345,7 +371,8 @@ class Memory:
             timestamp=parse_time(req.timestamp, "timestamp"),
             source=check_id(req.source, "source"),
         )
-        return scope, rows
+        expiry = check_expiry(req.ttl, parse_time(req.expires_at, "expires_at"), datetime.now(UTC))
+        return scope, self.lifecycle.new_rows(rows, expiry)
 
     def search(
         self,
@@ -370,6 +397,8 @@ class Memory:
         cube = self.cube(scope)
         if cube is None:
             return []
+        if self.config.retention.expire_on_search:
+            self.lifecycle.expire_due(cube.id)
         return cube.search(query, k, flt, retriever, self.config.search.candidates)
 
     def feedback(
@@ -575,6 +604,7 @@ class Memory:
 
     def close(self) -> None:
         """Flush buffered statistics; close the store and embedder if this object opened them."""
+        self.extraction.close()  # the worker finishes its current job; queued ones stay
         if self.access is not None:
             self.access.flush()
         self._close_owned(self.store)

@@ -187,11 +187,17 @@ def parametric(
         ),
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Reduced run (10 facts per batch), for CI.")
+        bool, typer.Option("--quick", help="Reduced run (3 batches of 6 facts), for CI.")
     ] = False,
     methods: Annotated[
         str, typer.Option("--methods", help="Comma-separated methods (default: all).")
     ] = "",
+    n_batches: Annotated[
+        int | None, typer.Option("--batches", min=2, help="Sequential batches (default 5).")
+    ] = None,
+    facts: Annotated[
+        int | None, typer.Option("--facts", min=1, help="Facts per batch (default 100).")
+    ] = None,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = Path("docs/benchmarks.md"),
     as_json: JsonOpt = False,
@@ -210,6 +216,10 @@ def parametric(
         if unknown:
             raise typer.BadParameter(f"unknown methods {unknown}", param_hint="--methods")
         config = dataclasses.replace(config, methods=chosen)
+    if n_batches is not None:
+        config = dataclasses.replace(config, batches=n_batches)
+    if facts is not None:
+        config = dataclasses.replace(config, facts_per_batch=facts)
     result = bench.run(model, config, log=lambda line: print(line, file=sys.stderr, flush=True))
     save_json(results, "parametric", result)
     images = (
@@ -222,3 +232,23 @@ def parametric(
     text = bench.markdown(result, _command(), rel)  # type: ignore[arg-type]
     write_section(doc, "parametric", text)
     print(json.dumps({"methods": result["methods"]}) if as_json else text)
+
+
+@bench_app.command("router")
+def router(
+    data: Annotated[Path, typer.Option(help="LoCoMo-format JSON file.")],
+    convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = Path("docs/benchmarks.md"),
+    as_json: JsonOpt = False,
+) -> None:
+    """The adaptive router vs the default pipeline: recall per category and latency."""
+    from engram.bench import router as bench
+    from engram.bench.report import save_json, write_section
+
+    if not data.is_file():
+        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    result = bench.run(data, _ints(convs) or None)
+    save_json(results, "router", result)
+    write_section(doc, "router", bench.markdown(result, _command()))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command()))

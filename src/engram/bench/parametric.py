@@ -33,6 +33,11 @@ METHODS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "lr-rewarm": (["lr-rewarm"], {}),
     "spaced": (["spaced"], {}),
     "replay+gere+lr-rewarm": (["replay", "gere", "lr-rewarm"], {}),
+    # GeRe held tighter: narrower bands (0.1 std) and a 10x heavier margin loss
+    "replay+gere-strict+lr-rewarm": (
+        ["replay", "gere", "lr-rewarm"],
+        {"gere": {"threshold": 0.1, "margin_weight": 10.0}},
+    ),
 }
 
 
@@ -46,11 +51,12 @@ class BenchConfig:
     batch_size: int = 16
     seed: int = 0
     methods: tuple[str, ...] = tuple(METHODS)
-    eval_texts: int = 48
+    eval_texts: int = 16
+    replay_texts: int = 16
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(facts_per_batch=8, eval_texts=16)
+        return cls(batches=3, facts_per_batch=6, replay_texts=8)
 
 
 @dataclass
@@ -80,85 +86,78 @@ def load_model(spec: str | None, facts: Sequence[Fact]) -> tuple[torch.nn.Module
     return model, tokenizer, spec or "engram-lm (packaged)"
 
 
-def eval_texts(n: int) -> list[str]:
-    """Held-out general text for perplexity drift: standard-library docstrings (never used
-    for replay), cut to a few lines each."""
+def general_texts(n_eval: int, n_replay: int) -> tuple[list[str], list[str]]:
+    """Two disjoint sets of standard-library docstrings (general text the LM was trained
+    on): one to measure perplexity drift, one GeRe replays. Cut to 40 words each."""
     from engram.lm.corpus import stdlib_docstrings
 
-    docs = stdlib_docstrings(limit_chars=200_000)
-    step = max(1, len(docs) // n)
-    return [" ".join(d.split()[:60]) for d in docs[::step][:n]]
+    docs = [" ".join(d.split()[:40]) for d in stdlib_docstrings(limit_chars=300_000)]
+    step = max(1, len(docs) // (n_eval + n_replay))
+    picked = docs[::step]
+    return picked[0::2][:n_eval], picked[1::2][:n_replay]
 
 
 def _row(model: torch.nn.Module, tokenizer: Any, data: list[list[Fact]]) -> list[float]:
     return [100 * recall(model, tokenizer, b) for b in data]
 
 
-def run_method(
-    name: str,
-    model_factory: Callable[[], tuple[torch.nn.Module, Any]],
-    data: list[list[Fact]],
-    untaught: list[Fact],
-    settings: LoRAConfig,
-    texts: list[str],
-    initial: list[float],
-    base_ppl: float,
-) -> MethodResult:
+@dataclass
+class Setup:
+    """What every method of one run shares."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    data: list[list[Fact]]
+    untaught: list[Fact]
+    settings: LoRAConfig
+    eval_texts: list[str]
+    replay_texts: list[str]
+    initial: list[float]
+    base_ppl: float
+
+    def learner(self, safeguards: list[Any]) -> ContinualLearner:
+        """A learner on a pristine copy of the base model."""
+        return ContinualLearner(
+            copy.deepcopy(self.model), self.tokenizer, self.settings, safeguards, self.replay_texts
+        )
+
+
+def run_method(name: str, setup: Setup) -> MethodResult:
     names, options = METHODS[name]
-    model, tokenizer = model_factory()
-    learner = ContinualLearner(
-        model, tokenizer, settings, build_safeguards(names, options), GENERAL_TEXTS
-    )
-    result = MethodResult(name, AccuracyMatrix(initial=list(initial)))
-    for i, batch in enumerate(data):
+    learner = setup.learner(build_safeguards(names, options))
+    result = MethodResult(name, AccuracyMatrix(initial=list(setup.initial)))
+    for i, batch in enumerate(setup.data):
         report = learner.learn(batch)
         result.train_s.append(report.train_s)
-        row = _row(learner.model, tokenizer, data)
+        row = _row(learner.model, setup.tokenizer, setup.data)
         result.matrix.add_row(row)
         result.curve.append(sum(row[: i + 1]) / (i + 1))
-    _finish(result, learner.model, tokenizer, data, untaught, texts, base_ppl)
-    peft_config, state = learner.export()
-    result.adapter_bytes = sum(t.numel() * t.element_size() for t in state.values())
+    _finish(result, learner, setup)
     return result
 
 
-def run_joint(
-    model_factory: Callable[[], tuple[torch.nn.Module, Any]],
-    data: list[list[Fact]],
-    untaught: list[Fact],
-    settings: LoRAConfig,
-    texts: list[str],
-    initial: list[float],
-    base_ppl: float,
-) -> MethodResult:
+def run_joint(setup: Setup) -> MethodResult:
     """The upper bound: one LoRA trained on every batch at once (same epochs)."""
-    model, tokenizer = model_factory()
-    learner = ContinualLearner(model, tokenizer, settings, [], GENERAL_TEXTS)
-    report = learner.learn([f for b in data for f in b])
-    result = MethodResult("joint", AccuracyMatrix(initial=list(initial)))
+    learner = setup.learner([])
+    report = learner.learn([f for b in setup.data for f in b])
+    result = MethodResult("joint", AccuracyMatrix(initial=list(setup.initial)))
     result.train_s.append(report.train_s)
-    row = _row(learner.model, tokenizer, data)
+    row = _row(learner.model, setup.tokenizer, setup.data)
     result.matrix.add_row(row)
-    result.curve = [sum(row) / len(row)] * len(data)
-    _finish(result, learner.model, tokenizer, data, untaught, texts, base_ppl)
+    result.curve = [sum(row) / len(row)] * len(setup.data)
+    _finish(result, learner, setup)
+    return result
+
+
+def _finish(result: MethodResult, learner: ContinualLearner, setup: Setup) -> None:
+    model, tokenizer = learner.model, setup.tokenizer
+    taught = [f for b in setup.data for f in b]
+    ppl = perplexity(model, tokenizer, setup.eval_texts)
+    result.ppl_drift_pct = 100 * (ppl / setup.base_ppl - 1)
+    result.qa_recall = 100 * recall(model, tokenizer, taught, form="question")
+    result.recognition_auc = recognition_auc(model, tokenizer, taught, setup.untaught)
     _, state = learner.export()
     result.adapter_bytes = sum(t.numel() * t.element_size() for t in state.values())
-    return result
-
-
-def _finish(
-    result: MethodResult,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    data: list[list[Fact]],
-    untaught: list[Fact],
-    texts: list[str],
-    base_ppl: float,
-) -> None:
-    taught = [f for b in data for f in b]
-    result.ppl_drift_pct = 100 * (perplexity(model, tokenizer, texts) / base_ppl - 1)
-    result.qa_recall = 100 * recall(model, tokenizer, taught, form="question")
-    result.recognition_auc = recognition_auc(model, tokenizer, taught, untaught)
 
 
 def run_retrieval(data: list[list[Fact]], initial: list[float]) -> MethodResult:
@@ -203,35 +202,46 @@ def run(
     all_facts = [f for b in data for f in b] + untaught
     model, tokenizer, model_name = load_model(model_spec, all_facts)
 
-    def fresh() -> tuple[torch.nn.Module, Any]:
-        """A pristine copy of the base model for each method (the learner wraps it)."""
-        return copy.deepcopy(model), tokenizer
-
-    texts = eval_texts(config.eval_texts)
-    base_ppl = perplexity(model, tokenizer, texts)
+    eval_texts, replay_texts = general_texts(config.eval_texts, config.replay_texts)
     initial = _row(model, tokenizer, data)
-    settings = LoRAConfig(
-        rank=config.rank,
-        alpha=2.0 * config.rank,
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        safeguards=[],
+    setup = Setup(
+        model=model,
+        tokenizer=tokenizer,
+        data=data,
+        untaught=untaught,
+        settings=LoRAConfig(
+            rank=config.rank,
+            alpha=2.0 * config.rank,
+            learning_rate=config.learning_rate,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            safeguards=[],
+        ),
+        eval_texts=eval_texts,
+        replay_texts=replay_texts,
+        initial=initial,
+        base_ppl=perplexity(model, tokenizer, eval_texts),
     )
     started = time.perf_counter()
-    results = [run_joint(fresh, data, untaught, settings, texts, initial, base_ppl)]
-    for name in config.methods:
-        results.append(run_method(name, fresh, data, untaught, settings, texts, initial, base_ppl))
-    results.append(run_retrieval(data, initial))
+    retrieval = run_retrieval(data, initial)  # first: it needs no training
+    results = [run_joint(setup)]
     joint = results[0].matrix.average_accuracy()
+    for name in config.methods:
+        if log:
+            log(f"{_line(results[-1], joint)}; next: {name}")
+        results.append(run_method(name, setup))
+    results.append(retrieval)
+    if log:
+        log(_line(results[-2], joint))
+        log(_line(retrieval, joint))
     rows = [_summary(r, joint) for r in results]
     return {
         "methods": rows,
         "details": {r.name: _details(r) for r in results},
         "goals": _goals(rows),
         "config": {**config.__dict__, "methods": list(config.methods), "model": model_name},
-        "base": {"recall": initial, "perplexity": base_ppl},
+        "base": {"recall": initial, "perplexity": setup.base_ppl},
         "wall_s": time.perf_counter() - started,
     }
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 
 from engram.embed.base import Embedder, EmbeddingError
+from engram.endpoint import JSONEndpoint
 from engram.errors import ConfigError
 
 
@@ -23,9 +23,12 @@ class OpenAIEmbedder(Embedder):
     ):
         if not model or not base_url:
             raise ConfigError("the 'openai' embedder needs embedder.model and embedder.base_url")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
+        self._endpoint = JSONEndpoint(
+            base_url,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            error=EmbeddingError,
+            what="embedding endpoint",
         )
         self.name = model
         self.batch_size = batch_size
@@ -34,16 +37,12 @@ class OpenAIEmbedder(Embedder):
             self.dim = int(self._request(["dimension probe"]).shape[1])
 
     def _request(self, texts: list[str]) -> np.ndarray:
+        body = self._endpoint.post("/embeddings", {"model": self.name, "input": texts})
         try:
-            response = self._client.post("/embeddings", json={"model": self.name, "input": texts})
-            response.raise_for_status()
-            data = response.json()["data"]
-            rows = sorted(data, key=lambda row: row["index"])
+            rows = sorted(body["data"], key=lambda row: row["index"])
             return np.asarray([row["embedding"] for row in rows], dtype=np.float32)
-        except httpx.HTTPError as err:
-            raise EmbeddingError(f"embedding endpoint failed: {err}") from err
         except (KeyError, TypeError, ValueError) as err:
-            raise EmbeddingError(f"embedding endpoint returned an unexpected body: {err}") from err
+            raise self._endpoint.unexpected(err) from err
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         parts = [
@@ -53,4 +52,4 @@ class OpenAIEmbedder(Embedder):
         return np.concatenate(parts)
 
     def close(self) -> None:
-        self._client.close()
+        self._endpoint.close()

@@ -24,7 +24,9 @@ class Recipe:
     steps: int
     lr: float
     warmup_steps: int
-    synthetic_docs: int  # per generator (facts, kv, dialogue)
+    facts_docs: int  # documents per corpus generator
+    kv_docs: int
+    dialogue_docs: int
     docstring_chars: int | None  # None: every stdlib docstring
     max_position_embeddings: int = 4096
     weight_decay: float = 0.1
@@ -49,6 +51,9 @@ class Recipe:
             pad_token_id=pad_id,
         )
 
+    def corpus_counts(self) -> dict[str, int]:
+        return {"facts": self.facts_docs, "kv": self.kv_docs, "dialogue": self.dialogue_docs}
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -62,12 +67,15 @@ FULL = Recipe(
     num_key_value_heads=2,
     head_dim=32,
     seq_len=512,
-    batch_size=8,
-    steps=200,
+    batch_size=4,
+    steps=400,
     lr=2e-3,
-    warmup_steps=20,
-    synthetic_docs=3000,
-    docstring_chars=None,
+    warmup_steps=30,
+    # key/value lookups dominate: copying from the context is what the probes measure
+    facts_docs=2000,
+    kv_docs=8000,
+    dialogue_docs=1500,
+    docstring_chars=1_200_000,
 )
 
 QUICK = Recipe(
@@ -83,7 +91,9 @@ QUICK = Recipe(
     steps=20,
     lr=3e-3,
     warmup_steps=2,
-    synthetic_docs=60,
+    facts_docs=60,
+    kv_docs=60,
+    dialogue_docs=60,
     docstring_chars=20_000,
     val_windows=8,
     threads=1,  # toy matrices: a second thread only adds synchronisation

@@ -153,7 +153,8 @@ def kv_document(rng: random.Random) -> str:
     lines = [kv_statement(*item) for item in items]
     if rng.random() < 0.3:
         lines.insert(rng.randrange(len(lines) + 1), fact_document(rng).split("\n")[0])
-    for attribute, key, value in rng.sample(items, rng.randint(1, len(items))):
+    asked = rng.randint((len(items) + 1) // 2, len(items))
+    for attribute, key, value in rng.sample(items, asked):
         lines.append(f"{kv_question(attribute, key)} {value}.")
     return "\n".join(lines)
 
@@ -289,15 +290,18 @@ GENERATORS = {"facts": fact_document, "kv": kv_document, "dialogue": dialogue_do
 
 
 def build_corpus(
-    seed: int, *, synthetic_docs: int, docstring_chars: int | None, val_every: int = 20
+    seed: int, *, counts: dict[str, int], docstring_chars: int | None, val_every: int = 20
 ) -> Corpus:
-    """Deterministic corpus: `synthetic_docs` per generator plus stdlib docstrings; every
-    `val_every`-th document of each source is held out for validation."""
+    """Deterministic corpus: `counts[name]` documents of each generator plus stdlib
+    docstrings; every `val_every`-th document of each source is held out for validation."""
+    unknown = set(counts) - set(GENERATORS)
+    if unknown:
+        raise ValueError(f"unknown corpus generators: {sorted(unknown)}")
     corpus = Corpus()
     per_source: dict[str, list[str]] = {}
     for i, (name, make) in enumerate(sorted(GENERATORS.items())):
         rng = random.Random(seed * 1000 + i)
-        per_source[name] = [make(rng) for _ in range(synthetic_docs)]
+        per_source[name] = [make(rng) for _ in range(counts.get(name, 0))]
     per_source["stdlib"] = stdlib_docstrings(docstring_chars)
     for name, docs in per_source.items():
         train = [d for j, d in enumerate(docs) if j % val_every != val_every - 1]
@@ -311,4 +315,5 @@ def build_corpus(
         }
     rng = random.Random(seed)
     rng.shuffle(corpus.train)
+    rng.shuffle(corpus.val)
     return corpus

@@ -47,12 +47,14 @@ def _lr(step: int, recipe: Recipe) -> float:
 
 @torch.no_grad()
 def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, seq_len: int, windows: int) -> float:
-    """Mean next-token loss over the first `windows` non-overlapping windows of `stream`."""
+    """Mean next-token loss over `windows` windows spread evenly over `stream`."""
     model.eval()
-    n = min(windows, (len(stream) - 1) // seq_len)
+    total = (len(stream) - 1) // seq_len
+    n = min(windows, total)
     if n == 0:
         raise ValidationError(f"validation stream too short for one {seq_len}-token window")
-    batch = stream[: n * seq_len].view(n, seq_len)
+    starts = [(i * total // n) * seq_len for i in range(n)]
+    batch = torch.stack([stream[s : s + seq_len] for s in starts])
     losses = [model(input_ids=chunk, labels=chunk).loss.item() for chunk in batch.split(8)]
     sizes = [len(chunk) for chunk in batch.split(8)]
     model.train()
@@ -97,13 +99,19 @@ def _train(
     return losses
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished build to `out`, replacing an earlier build (never other files)."""
+def _check_replaceable(out: Path) -> None:
+    """`out` may be absent, empty or an earlier build; anything else is kept."""
     if out.exists():
         if not out.is_dir():
             raise ValidationError(f"{out} exists and is not a directory")
         if any(out.iterdir()) and not (out / MANIFEST).is_file():
             raise ValidationError(f"{out} is not empty and holds no engram LM; not replacing it")
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished build to `out`, replacing an earlier build (never other files)."""
+    _check_replaceable(out)
+    if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(tmp), str(out))
@@ -135,12 +143,12 @@ def build_model(
     manifest.json) and return the manifest. Same arguments, same weights (the thread
     count is part of the arguments: float sums split across threads differently;
     None: the recipe's)."""
-    from engram import __version__
-
     if threads is not None and threads < 1:
         raise ValidationError(f"threads must be >= 1, got {threads}")
     if steps is not None and steps < 1:
         raise ValidationError(f"steps must be >= 1, got {steps}")
+    out = Path(out)
+    _check_replaceable(out)
     recipe = QUICK if quick else FULL
     threads = threads or recipe.threads
     if steps is not None:
@@ -148,71 +156,90 @@ def build_model(
     say = log or (lambda _msg: None)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    started = time.perf_counter()
     try:
-        corpus = build_corpus(
-            seed, synthetic_docs=recipe.synthetic_docs, docstring_chars=recipe.docstring_chars
-        )
-        say(f"corpus: {len(corpus.train)} train / {len(corpus.val)} val documents")
-        tokenizer = train_tokenizer(corpus.train, recipe.vocab_size)
-        train_stream, val_stream = _stream(tokenizer, corpus.train), _stream(tokenizer, corpus.val)
-        say(f"tokens: {len(train_stream)} train / {len(val_stream)} val")
-        torch.manual_seed(seed)
-        config = recipe.llama_config(
-            tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-        )
-        config.vocab_size = len(tokenizer)
-        model = LlamaForCausalLM(config)
-        params = sum(p.numel() for p in model.parameters())
-        say(f"model: {params / 1e6:.2f}M parameters")
-        train_started = time.perf_counter()
-        losses = _train(model, train_stream, recipe, seed, say)
-        train_wall = time.perf_counter() - train_started
-        val_loss = evaluate(model, val_stream, recipe.seq_len, recipe.val_windows)
-        tail = losses[-min(20, len(losses)) :]
-        probe_n = 5 if quick else 200
-        probe = copy_probe(model, tokenizer, n=probe_n)
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "name": "engram-lm",
-            "engram_version": __version__,
-            "seed": seed,
-            "quick": quick,
-            "recipe": recipe.as_dict(),
-            "parameters": params,
-            "corpus": _corpus_stats(corpus, train_stream, val_stream),
-            "train_loss": round(sum(tail) / len(tail), 4),
-            "val_loss": round(val_loss, 4),
-            "val_perplexity": round(math.exp(val_loss), 3),
-            "copy_probe": {"accuracy": probe, "n": probe_n, "facts_per_context": 8},
-            "train_wall_s": round(train_wall, 1),
-            "build_wall_s": round(time.perf_counter() - started, 1),
-            "threads": threads,
-            "versions": {
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "python": sys.version.split()[0],
-            },
-        }
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-        try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            _portable_tokenizer_config(tmp / "tokenizer_config.json")
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            tmp.chmod(0o755)
-            for file in tmp.iterdir():
-                file.chmod(0o644)
-            _replace_dir(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        say(f"saved to {out} ({_size_mb(out):.1f} MB)")
-        return manifest
+        manifest, model, tokenizer = _build(recipe, seed, threads, quick, say)
+        _save(out, model, tokenizer, manifest)
     finally:
         torch.set_num_threads(previous_threads)
+    say(f"saved to {out} ({_size_mb(out):.1f} MB)")
+    return manifest
+
+
+def _build(
+    recipe: Recipe, seed: int, threads: int, quick: bool, say: Callable[[str], None]
+) -> tuple[dict[str, Any], LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """Corpus, tokenizer, model, training and evaluation: the manifest and the results."""
+    from engram import __version__
+
+    started = time.perf_counter()
+    corpus = build_corpus(
+        seed, counts=recipe.corpus_counts(), docstring_chars=recipe.docstring_chars
+    )
+    say(f"corpus: {len(corpus.train)} train / {len(corpus.val)} val documents")
+    tokenizer = train_tokenizer(corpus.train, recipe.vocab_size)
+    train_stream, val_stream = _stream(tokenizer, corpus.train), _stream(tokenizer, corpus.val)
+    say(f"tokens: {len(train_stream)} train / {len(val_stream)} val")
+    torch.manual_seed(seed)
+    config = recipe.llama_config(
+        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
+    config.vocab_size = len(tokenizer)
+    model = LlamaForCausalLM(config)
+    params = sum(p.numel() for p in model.parameters())
+    say(f"model: {params / 1e6:.2f}M parameters")
+    train_started = time.perf_counter()
+    losses = _train(model, train_stream, recipe, seed, say)
+    train_wall = time.perf_counter() - train_started
+    val_loss = evaluate(model, val_stream, recipe.seq_len, recipe.val_windows)
+    tail = losses[-min(20, len(losses)) :]
+    probe_n = 5 if quick else 200
+    probe = copy_probe(model, tokenizer, n=probe_n)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "name": "engram-lm",
+        "engram_version": __version__,
+        "seed": seed,
+        "quick": quick,
+        "recipe": recipe.as_dict(),
+        "parameters": params,
+        "corpus": _corpus_stats(corpus, train_stream, val_stream),
+        "train_loss": round(sum(tail) / len(tail), 4),
+        "val_loss": round(val_loss, 4),
+        "val_perplexity": round(math.exp(val_loss), 3),
+        "copy_probe": {"accuracy": probe, "n": probe_n, "facts_per_context": 8},
+        "train_wall_s": round(train_wall, 1),
+        "build_wall_s": round(time.perf_counter() - started, 1),
+        "threads": threads,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": sys.version.split()[0],
+        },
+    }
+    return manifest, model, tokenizer
+
+
+def _save(
+    out: Path,
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    manifest: dict[str, Any],
+) -> None:
+    """Write the checkpoint next to `out`, then move it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _portable_tokenizer_config(tmp / "tokenizer_config.json")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.chmod(0o755)
+        for file in tmp.iterdir():
+            file.chmod(0o644)
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def _portable_tokenizer_config(file: Path) -> None:

@@ -23,7 +23,7 @@ ADAPTER = "cube"
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What learning one batch cost."""
+    """What learning one batch cost (`replayed`: earlier examples mixed into each epoch)."""
 
     index: int
     facts: int
@@ -109,7 +109,7 @@ class ContinualLearner:
             index,
             len(facts),
             len(run.examples),
-            len(run.replay),
+            len(run.replay) + min(run.replay_per_epoch, len(run.replay_pool)),
             run.total_steps,
             time.perf_counter() - started,
             loss,
@@ -130,13 +130,16 @@ class ContinualLearner:
         if not params:
             raise ValidationError("no trainable parameters: the safeguard set up no adapter")
         optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=0.0)
-        encoded = [encode(self.tokenizer, e, s.max_length) for e in run.examples + run.replay]
-        per_epoch = math.ceil(len(encoded) / s.batch_size)
+        fixed = [encode(self.tokenizer, e, s.max_length) for e in run.examples + run.replay]
+        pool = [encode(self.tokenizer, e, s.max_length) for e in run.replay_pool]
+        drawn = min(run.replay_per_epoch, len(pool))
+        per_epoch = math.ceil((len(fixed) + drawn) / s.batch_size)
         run.total_steps = s.epochs * per_epoch
         device = params[0].device
         self.model.train()
         loss_value = 0.0
         for _ in range(s.epochs):
+            encoded = fixed + run.rng.sample(pool, drawn)
             order = list(range(len(encoded)))
             run.rng.shuffle(order)
             for start in range(0, len(order), s.batch_size):

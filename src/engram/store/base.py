@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -9,6 +11,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from engram.store.feedback import FeedbackEvent, FeedbackLog
+from engram.store.jobs import Job, JobState, NewJob
 from engram.store.vector_index import CubeSnapshot
 from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
@@ -30,6 +33,42 @@ class NewMemory:
     name: str | None
     occurred_at: datetime | None
     source: str
+    tier: str = "long_term"  # retention tier: working, episodic or long_term
+    expires_at: datetime | None = None  # archived by gc (and lazily by search) after this
+
+
+@dataclass(frozen=True)
+class RetentionRow:
+    """The retention state of one memory (engram.lifecycle reads and decides on it)."""
+
+    key: int
+    id: str
+    type: str
+    state: MemoryState
+    tier: str
+    session_id: str | None
+    created_at: datetime
+    strength: float | None  # stability in days; None: never recalled (the initial one)
+    last_recalled_at: datetime | None
+    recall_count: int
+    pinned: bool
+    expires_at: datetime | None
+    importance: float | None  # metadata "importance" when it is a number
+    access_count: int
+    last_accessed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """What one gc run changes in a cube (keys -> reasons)."""
+
+    displace: tuple[int, ...] = ()  # working -> episodic (buffer bookkeeping, no version)
+    promote: dict[int, str] = field(default_factory=dict)  # -> long_term, with a version
+    promote_strength: float = 0.0  # promoted memories get at least this strength (days)
+    evict: dict[int, str] = field(default_factory=dict)  # archived, with a version
+
+    def __len__(self) -> int:
+        return len(self.displace) + len(self.promote) + len(self.evict)
 
 
 FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in")
@@ -133,8 +172,10 @@ class Store(Protocol):
         state: MemoryState,
         event: VersionEvent,
         reason: str | None,
+        source: str | None = None,
     ) -> int:
-        """Archive or restore memories, one version each; returns how many changed."""
+        """Archive or restore memories, one version each (with `reason` and `source`);
+        returns how many changed."""
 
     def purge(self, cube: int, keys: list[int]) -> int:
         """Delete memories and every trace of their text; returns how many. A cube left
@@ -173,6 +214,80 @@ class Store(Protocol):
 
     def stats(self, cube: int) -> CubeStats:
         """Counts for one cube; NotFoundError when the cube is gone."""
+
+    def retention_rows(
+        self, cube: int, keys: list[int] | None = None, tiers: tuple[str, ...] = ()
+    ) -> list[RetentionRow]:
+        """Retention state of the cube's active memories (only `keys` / `tiers` if given),
+        in key order. Archived memories too when `keys` are given."""
+
+    def reinforce(
+        self,
+        cube: int,
+        keys: list[int],
+        strength: Callable[[RetentionRow], float],
+        recalled: bool,
+        at: datetime,
+    ) -> list[RetentionRow]:
+        """Set each memory's strength to `strength(row)` (read and written in one
+        transaction); `recalled`: also count a recall at `at`. Returns the rows after."""
+
+    def set_retention(
+        self,
+        cube: int,
+        keys: list[int],
+        *,
+        pinned: bool | None = None,
+        tier: str | None = None,
+        reason: str | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Pin/unpin or move memories to a tier; with a `reason`, each changed memory
+        gets a version row ('update', reason, source). Returns how many changed."""
+
+    def apply_retention(self, cube: int, plan: RetentionPlan, source: str) -> RetentionPlan:
+        """Carry out a gc plan in one transaction: displace from the working buffer,
+        promote (version row, strength floor), archive (version row with its own reason).
+        Rows no longer eligible (archived or pinned meanwhile) are skipped; returns what
+        was done."""
+
+    def expired(self, cube: int, at: datetime) -> list[int]:
+        """Keys of active, unpinned memories whose `expires_at` is at or before `at`."""
+
+    def retention_policies(self, cube: int) -> dict[str, dict[str, Any]]:
+        """The cube's own policy overrides by memory type ('*' for all)."""
+
+    def set_retention_policy(
+        self, cube: int, memory_type: str, policy: dict[str, Any] | None
+    ) -> None:
+        """Store (None: remove) the cube's policy override for a memory type."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group this thread's writes into one transaction: all commit or none does."""
+
+    def enqueue_jobs(self, jobs: list[NewJob], max_attempts: int) -> int:
+        """Queue jobs not queued before (same cube, session, extractor and input hash);
+        returns how many are new."""
+
+    def claim_job(self, lease_s: float) -> Job | None:
+        """Take the oldest runnable job, with every queued job of its (cube, session,
+        extractor), for `lease_s` seconds; None when nothing is runnable."""
+
+    def finish_job(
+        self,
+        job: Job,
+        state: JobState,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        retry_in_s: float = 0.0,
+    ) -> None:
+        """Record how a claimed job ended; QUEUED with `retry_in_s` schedules a retry."""
+
+    def jobs(self, cube: int | None, states: tuple[JobState, ...], limit: int) -> list[Job]:
+        """The newest jobs (of one cube or all; of some states or all), newest first."""
+
+    def retry_jobs(self, cube: int | None, ids: list[int] | None) -> int:
+        """Failed jobs back to the queue with fresh attempts; returns how many."""
 
     def close(self) -> None:
         """Flush and release connections."""

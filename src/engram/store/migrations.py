@@ -139,6 +139,61 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        # Retention (engram.lifecycle): strength (stability in days; NULL = the configured
+        # initial strength), the last successful recall and how many there were, pinning,
+        # an explicit expiry, and the tier (working buffer, episodic, long-term). Existing
+        # memories start long-term. Per-owner policy overrides go with their cube.
+        "0004_retention",
+        """
+        ALTER TABLE memories ADD COLUMN strength REAL;
+        ALTER TABLE memories ADD COLUMN last_recalled_at TEXT;
+        ALTER TABLE memories ADD COLUMN recall_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE memories ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE memories ADD COLUMN expires_at TEXT;
+        ALTER TABLE memories ADD COLUMN tier TEXT NOT NULL DEFAULT 'long_term';
+        CREATE INDEX memories_expiry ON memories(cube_id, expires_at)
+            WHERE expires_at IS NOT NULL;
+        CREATE INDEX memories_tier ON memories(cube_id, tier, session_id);
+        CREATE TABLE retention_policies (
+            cube_id INTEGER NOT NULL REFERENCES cubes(id),
+            type TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (cube_id, type)
+        )
+        """,
+    ),
+    (
+        # Background jobs (engram.extract): one row per (cube, session, extractor, input
+        # hash), so the same input is never queued twice; session_key '' is a job over the
+        # whole cube. A running job holds a lease; one whose worker died is claimed again
+        # when it expires. Erasing a cube erases its jobs.
+        "0005_jobs",
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            cube_id INTEGER NOT NULL REFERENCES cubes(id) ON DELETE CASCADE,
+            session_key TEXT NOT NULL,
+            extractor TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'running', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            not_before TEXT NOT NULL,
+            lease_until TEXT,
+            error TEXT,
+            result TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (cube_id, session_key, extractor, input_hash)
+        );
+        CREATE INDEX jobs_runnable ON jobs(state, not_before, id);
+        CREATE INDEX jobs_cube ON jobs(cube_id, id)
+        """,
+    ),
 ]
 
 

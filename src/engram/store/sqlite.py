@@ -12,18 +12,28 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engram.errors import CubeGoneError, EmbedderMismatchError, NotFoundError, StoreError
-from engram.store import sql
-from engram.store.base import Change, Located, MemoryFilter, NewMemory, Scored
+from engram.store import sql, sqlite_jobs
+from engram.store import sqlite_retention as retention
+from engram.store.base import (
+    Change,
+    Located,
+    MemoryFilter,
+    NewMemory,
+    RetentionPlan,
+    RetentionRow,
+    Scored,
+)
 from engram.store.feedback import FeedbackEvent, FeedbackLog
+from engram.store.jobs import Job, JobState, NewJob
 from engram.store.migrations import apply_migrations
 from engram.store.sqlite_conn import ThreadConnections, rollback
 from engram.store.sqlite_feedback import (
@@ -68,6 +78,7 @@ class SQLiteStore:
         self._busy_timeout_s = busy_timeout_s
         self._conns = ThreadConnections(self.path, synchronous, busy_timeout_s)
         self._write_lock = threading.RLock()
+        self._joined = False  # a transaction() is open (only its thread holds the lock)
         self._snapshots = SnapshotCache()
         self._feedback: dict[int, FeedbackLog] = {}
         self._feedback_lock = threading.Lock()
@@ -102,9 +113,13 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it commits or none of it does."""
+        """One write transaction: all of it commits or none of it does. Inside
+        `transaction()` it joins the open transaction instead."""
         with self._write_lock:
             conn = self._conn()
+            if self._joined:
+                yield conn
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as err:
@@ -122,6 +137,19 @@ class SQLiteStore:
             except sqlite3.Error as err:
                 rollback(conn)
                 raise StoreError(f"commit failed: {err}") from err
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group this thread's writes into one transaction: all commit or none does."""
+        with self._write():
+            self._joined = True
+            try:
+                yield
+            except BaseException:
+                self._snapshots.drop()  # writes inside patched cached snapshots; rolled back
+                raise
+            finally:
+                self._joined = False
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -277,6 +305,7 @@ class SQLiteStore:
             "INSERT INTO memories_fts (rowid, body, cube) VALUES (?, ?, ?)",
             (key, row.index_text, f"c{cube}"),
         )
+        retention.write_new(conn, key, row)
         return key
 
     def change(self, cube: int, key: int, change: Change) -> MemoryItem:
@@ -336,6 +365,7 @@ class SQLiteStore:
         state: MemoryState,
         event: VersionEvent,
         reason: str | None,
+        source: str | None = None,
     ) -> int:
         now = utc_now()
         changed: list[int] = []
@@ -355,8 +385,8 @@ class SQLiteStore:
                 )
                 conn.execute(
                     "INSERT INTO versions (memory_key, version, event, text, metadata, reason, "
-                    "at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, version, event.value, row[1], row[2], reason, now),
+                    "source, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, version, event.value, row[1], row[2], reason, source, now),
                 )
                 changed.append(key)
             if changed:
@@ -392,6 +422,7 @@ class SQLiteStore:
             )
             if emptied:
                 drop_cube_feedback(conn, cube)
+                retention.drop_cube_retention(conn, cube)
                 conn.execute("DELETE FROM cubes WHERE id = ?", (cube,))
         self._snapshots.remove(cube, old, new, found)
         if emptied:
@@ -497,6 +528,55 @@ class SQLiteStore:
         entry = self.snapshot(cube)
         return [Scored(k_, s) for k_, s in entry.top(vector, k, allowed)]
 
+    # -- jobs -------------------------------------------------------------------------
+
+    def enqueue_jobs(self, jobs: list[NewJob], max_attempts: int) -> int:
+        """Committed without an fsync of its own (synchronous=NORMAL for this one
+        transaction): it follows every add, and a job row lost to a power cut is rebuilt
+        by `engram jobs queue`; the next FULL commit makes it durable anyway."""
+        if not jobs:
+            return 0
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._write() as conn:
+                    return sqlite_jobs.enqueue_jobs(conn, jobs, max_attempts, utc_now())
+            finally:
+                conn.execute(f"PRAGMA synchronous={self._conns.synchronous}")
+
+    def claim_job(self, lease_s: float) -> Job | None:
+        with self._write() as conn:
+            return sqlite_jobs.claim_job(conn, datetime.now(UTC), lease_s)
+
+    def finish_job(
+        self,
+        job: Job,
+        state: JobState,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        retry_in_s: float = 0.0,
+    ) -> None:
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            sqlite_jobs.finish_job(
+                conn,
+                list(job.ids),
+                state,
+                error,
+                result,
+                iso(now + timedelta(seconds=retry_in_s)),
+                iso(now),
+            )
+
+    def jobs(self, cube: int | None, states: tuple[JobState, ...], limit: int) -> list[Job]:
+        with self._reading() as conn:
+            return sqlite_jobs.list_jobs(conn, cube, states, limit)
+
+    def retry_jobs(self, cube: int | None, ids: list[int] | None) -> int:
+        with self._write() as conn:
+            return sqlite_jobs.retry_jobs(conn, cube, ids, utc_now())
+
     # -- feedback ---------------------------------------------------------------------
 
     def add_feedback(
@@ -580,6 +660,65 @@ class SQLiteStore:
         if stats is None:
             raise NotFoundError(f"cube {cube} no longer exists")
         return stats
+
+    # -- retention (engram.lifecycle) -------------------------------------------------
+
+    def retention_rows(
+        self, cube: int, keys: list[int] | None = None, tiers: tuple[str, ...] = ()
+    ) -> list[RetentionRow]:
+        with self._reading() as conn:
+            return retention.read_rows(conn, cube, keys, tiers)
+
+    def reinforce(
+        self,
+        cube: int,
+        keys: list[int],
+        strength: Callable[[RetentionRow], float],
+        recalled: bool,
+        at: datetime,
+    ) -> list[RetentionRow]:
+        with self._write() as conn:
+            return retention.reinforce(conn, cube, keys, strength, recalled, at)
+
+    def set_retention(
+        self,
+        cube: int,
+        keys: list[int],
+        *,
+        pinned: bool | None = None,
+        tier: str | None = None,
+        reason: str | None = None,
+        source: str | None = None,
+    ) -> int:
+        with self._write() as conn:
+            return retention.set_retention(
+                conn, cube, keys, pinned, tier, reason, source, utc_now()
+            )
+
+    def apply_retention(self, cube: int, plan: RetentionPlan, source: str) -> RetentionPlan:
+        with self._write() as conn:
+            done = retention.apply_plan(conn, cube, plan, source, utc_now())
+            if done.evict:
+                old, new = self._bump(conn, cube)
+        if done.evict:
+            self._snapshots.remove(cube, old, new, sorted(done.evict))
+        return done
+
+    def expired(self, cube: int, at: datetime) -> list[int]:
+        with self._reading() as conn:
+            return retention.expired(conn, cube, at)
+
+    def retention_policies(self, cube: int) -> dict[str, dict[str, Any]]:
+        with self._reading() as conn:
+            return retention.policies(conn, cube)
+
+    def set_retention_policy(
+        self, cube: int, memory_type: str, policy: dict[str, Any] | None
+    ) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
+                raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
+            retention.set_policy(conn, cube, memory_type, policy, utc_now())
 
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check")[0][0]

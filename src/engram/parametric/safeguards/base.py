@@ -22,13 +22,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class BatchRun:
-    """One batch being learned: what the trainer and every safeguard share."""
+    """One batch being learned: what the trainer and every safeguard share. `replay` is
+    mixed into every epoch; `replay_per_epoch` examples are drawn afresh from
+    `replay_pool` for each epoch."""
 
     index: int
     facts: list[Fact]
     examples: list[Example]
     learner: ContinualLearner
     replay: list[Example] = field(default_factory=list)
+    replay_pool: list[Example] = field(default_factory=list)
+    replay_per_epoch: int = 0
     total_steps: int = 0
     step: int = 0
     rng: random.Random = field(default_factory=random.Random)

@@ -28,7 +28,7 @@ class OrthogonalSubspace(Safeguard):
         preserve: float = 0.5,
         step: float = 0.1,
         max_preserve: float = 0.9,
-        lr_scale: float = 0.25,
+        lr_scale: float = 1.0,
     ):
         if not 0 < preserve <= max_preserve < 1 or step < 0 or lr_scale <= 0:
             raise ValidationError(

@@ -9,7 +9,8 @@ from engram.parametric.safeguards.base import BatchRun, Safeguard
 
 
 class MemoryReplay(Safeguard):
-    """Adds `ratio` × (new examples) examples drawn uniformly from earlier batches."""
+    """Each epoch mixes in `ratio` × (new examples) examples drawn afresh, uniformly, from
+    earlier batches (so over the epochs every earlier fact comes back)."""
 
     name = "replay"
 
@@ -20,5 +21,5 @@ class MemoryReplay(Safeguard):
 
     def before_batch(self, run: BatchRun) -> None:
         pool = examples_for([f for batch in run.seen for f in batch])
-        k = min(len(pool), round(self.ratio * len(run.examples)))
-        run.replay.extend(run.rng.sample(pool, k))
+        run.replay_pool.extend(pool)
+        run.replay_per_epoch += min(len(pool), round(self.ratio * len(run.examples)))

@@ -10,6 +10,8 @@ from engram.text.retrieval.bm25 import BM25Retriever
 from engram.text.retrieval.dense import DenseRetriever
 from engram.text.retrieval.fusion import Fusion, RRFFusion, ZScoreFusion
 from engram.text.retrieval.hybrid import HYBRID_PARTS, hybrid
+from engram.text.retrieval.iterative import IterativeRetriever
+from engram.text.retrieval.router import AdaptiveRetriever, QueryRouter, Route
 
 PIPELINES: dict[str, Callable[[], Retriever]] = {}
 
@@ -33,17 +35,25 @@ register_pipeline("dense", DenseRetriever)
 register_pipeline("rrf", lambda: RRFFusion([BM25Retriever(), DenseRetriever()]))
 register_pipeline("zscore", lambda: ZScoreFusion([BM25Retriever(), DenseRetriever()]))
 register_pipeline("hybrid", hybrid)
+register_pipeline(
+    "adaptive",
+    lambda: AdaptiveRetriever(single=hybrid(), iterative=IterativeRetriever(hybrid().scorer)),
+)
 for _part in HYBRID_PARTS:
     register_pipeline(f"hybrid-no-{_part}", lambda part=_part: hybrid(without=part))
 
 __all__ = [
     "PIPELINES",
+    "AdaptiveRetriever",
     "BM25Retriever",
     "DenseRetriever",
     "Fusion",
+    "IterativeRetriever",
+    "QueryRouter",
     "QueryContext",
     "RRFFusion",
     "Retriever",
+    "Route",
     "ZScoreFusion",
     "build_pipeline",
     "register_pipeline",

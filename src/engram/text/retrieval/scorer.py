@@ -78,8 +78,12 @@ class ScoringRetriever(Retriever):
         snap = ctx.snapshot
         if len(snap) == 0:
             return []
-        mask = None
-        if not ctx.flt.is_trivial:
-            mask = np.isin(snap.keys, np.asarray(ctx.store.keys(ctx.cube, ctx.flt)))
         scores = self.scorer(ctx)
-        return [Scored(key, score) for key, score in top_k(snap.keys, scores, k, mask)]
+        return [Scored(key, score) for key, score in top_k(snap.keys, scores, k, filter_mask(ctx))]
+
+
+def filter_mask(ctx: QueryContext) -> np.ndarray | None:
+    """Which snapshot rows the search filter lets through (None: all of them)."""
+    if ctx.flt.is_trivial:
+        return None
+    return np.isin(ctx.snapshot.keys, np.asarray(ctx.store.keys(ctx.cube, ctx.flt)))

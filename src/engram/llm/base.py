@@ -1,0 +1,33 @@
+"""The chat-model contract: a list of chat messages in, the assistant's text out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TypedDict
+
+from engram.errors import EngramError
+
+
+class LLMError(EngramError):
+    """The language model failed (endpoint down, timeout, empty or unusable answer)."""
+
+    code = "llm_failed"
+
+
+class ChatMessage(TypedDict):
+    role: str  # system, user, assistant
+    content: str
+
+
+class ChatModel(ABC):
+    """A chat model; `name` identifies it in provenance and logs."""
+
+    name: str
+
+    @abstractmethod
+    def complete(self, messages: list[ChatMessage], *, json_answer: bool = False) -> str:
+        """The model's answer to `messages`; `json_answer` asks for a JSON object where
+        the backend can enforce it. LLMError when no answer came back."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (HTTP clients, models)."""
