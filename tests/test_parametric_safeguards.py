@@ -184,7 +184,9 @@ def test_ema_balance_moves_only_part_of_the_way(tokenizer: Any) -> None:
         lrn.learn(FACTS[0])
         before = [p.detach().clone() for p in lrn.trainable()]
         lrn.learn(FACTS[1])
-        return sum(float((p - b).norm()) for p, b in zip(lrn.trainable(), before, strict=True))
+        return sum(
+            float((p.detach() - b).norm()) for p, b in zip(lrn.trainable(), before, strict=True)
+        )
 
     free, balanced = change(None), change(0.9)
     assert 0 < balanced < 0.8 * free

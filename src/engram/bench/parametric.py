@@ -56,7 +56,7 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(batches=3, facts_per_batch=6, replay_texts=8)
+        return cls(batches=3, facts_per_batch=6, replay_texts=4)
 
 
 @dataclass
