@@ -23,11 +23,11 @@ test: install
 
 # The quick benchmarks CI runs (activation KV caches, parametric LoRA); results go to a
 # temporary folder so docs/benchmarks.md is not rewritten.
-BENCH_OUT ?= $(shell mktemp -d)
 bench-quick: install
-	$(BIN)/engram bench kv --quick --results $(BENCH_OUT) --doc $(BENCH_OUT)/benchmarks.md --json > $(BENCH_OUT)/kv.json
-	$(BIN)/engram bench parametric --quick --results $(BENCH_OUT) --doc $(BENCH_OUT)/benchmarks.md --json > $(BENCH_OUT)/parametric.json
-	$(BIN)/python -c "import json,sys; kv=json.load(open('$(BENCH_OUT)/kv.json')); p=json.load(open('$(BENCH_OUT)/parametric.json')); assert kv['methods'] and kv['ttft'] and p['methods'], 'empty benchmark result'; print('bench-quick:', len(kv['methods']), 'KV methods,', len(p['methods']), 'LoRA methods')"
+	out=$$(mktemp -d) && \
+	$(BIN)/engram bench kv --quick --results $$out --doc $$out/benchmarks.md --json > $$out/kv.json && \
+	$(BIN)/engram bench parametric --quick --results $$out --doc $$out/benchmarks.md --json > $$out/parametric.json && \
+	$(BIN)/python -c "import json, sys; kv = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2])); assert kv['methods'] and kv['ttft'] and p['methods'], 'empty result'; print('bench-quick:', len(kv['methods']), 'KV methods,', len(p['methods']), 'LoRA methods')" $$out/kv.json $$out/parametric.json
 
 lint: install
 	$(BIN)/python -m ruff check src tests

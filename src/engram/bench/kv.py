@@ -384,7 +384,9 @@ def _run(model_path: str | None, quick: bool, grid: Grid) -> dict[str, Any]:
 
 def goals(methods: list[dict[str, Any]], times: list[dict[str, Any]]) -> dict[str, Any]:
     ours = [m for m in methods if not m["name"].startswith("transformers")]
-    small = [m for m in ours if m["x_smaller_than_fp16"] >= 6 and m["ppl_rise_pct"] <= 3]
+    # |change| <= 3%: a perplexity that *falls* when tokens are dropped is not fidelity — the
+    # model scores the continuation differently (see the KL column), it is not the same model
+    small = [m for m in ours if m["x_smaller_than_fp16"] >= 6 and abs(m["ppl_rise_pct"]) <= 3]
     best = max(small, key=lambda m: m["x_smaller_than_fp16"], default=None)
     at_2k = [t for t in times if t["prefix_tokens"] == 2048 and t["method"] == FULL]
     speed = at_2k[0]["speedup"] if at_2k else None
@@ -494,7 +496,14 @@ def markdown(result: dict[str, Any], command: str, plot_path: str | None) -> str
     )
     lines += [
         "",
-        f"Goals: **≥ 6× smaller than fp16 at ≤ 3% perplexity rise: {six}.** "
+        f"Goals: **≥ 6× smaller than fp16 at ≤ 3% perplexity change: {six}.** "
         f"**Reuse TTFT ≥ 10× faster than recompute at a 2k prefix: {ten}.**",
+        "",
+        "A method whose perplexity falls by more than 3% does not count towards the first "
+        "goal: the packaged model was trained on 512-token windows, so dropping tokens from a "
+        "2,048-token prefix can lower its perplexity; that measures how poorly it uses long "
+        "context, not how faithful the cache is (the KL column shows how far such caches move "
+        "the next-token distribution). A checkpoint trained on long contexts (`--model PATH`) "
+        "gives eviction a fair test.",
     ]
     return "\n".join(lines)

@@ -41,7 +41,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "## Adaptive retrieval router",
         "",
         f"Command: `{command}`  ",
-        f"{result['questions']} questions; one store; each pipeline embeds its own query (latency includes it).",
+        f"{result['questions']} questions; one store; each pipeline embeds its own query "
+        "(latency includes it).",
         "",
         "| pipeline | R@10 | "
         + " | ".join(f"R@10 {c} {locomo.CATEGORIES.get(int(c), '?')}" for c in cats)
