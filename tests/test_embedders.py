@@ -16,7 +16,13 @@ import pytest
 from _engram_helpers import HashEmbedder
 from engram import Memory
 from engram.config import EmbedderConfig
-from engram.embed import CachedEmbedder, Embedder, EmbeddingError, build_embedder
+from engram.embed import (
+    CachedEmbedder,
+    CoalescingEmbedder,
+    Embedder,
+    EmbeddingError,
+    build_embedder,
+)
 from engram.embed.openai import OpenAIEmbedder
 
 
@@ -98,9 +104,14 @@ def test_build_embedder_wraps_in_cache_unless_disabled(monkeypatch: pytest.Monke
 
     monkeypatch.setitem(EMBEDDERS, "hash-test", lambda cfg: HashEmbedder(cfg.dimensions or 16))
     wrapped = build_embedder(EmbedderConfig(provider="hash-test", dimensions=16))
-    plain = build_embedder(EmbedderConfig(provider="hash-test", dimensions=16, cache_size=0))
+    plain = build_embedder(
+        EmbedderConfig(provider="hash-test", dimensions=16, cache_size=0, coalesce=False)
+    )
+    coalesced = build_embedder(EmbedderConfig(provider="hash-test", dimensions=16, cache_size=0))
     assert isinstance(wrapped, CachedEmbedder) and wrapped.capacity == 8192
+    assert isinstance(wrapped.inner, CoalescingEmbedder)
     assert isinstance(plain, HashEmbedder)
+    assert isinstance(coalesced, CoalescingEmbedder) and isinstance(coalesced.inner, HashEmbedder)
 
 
 class _Broken(Embedder):

@@ -49,6 +49,10 @@ class EmbedderConfig(_Section):
         default=None, gt=0, description="Vector size, required for 'openai' unless probed."
     )
     batch_size: int = Field(default=32, gt=0, le=4096, description="Texts per forward pass.")
+    coalesce: bool = Field(
+        default=True,
+        description="Concurrent callers share model calls (queued texts go as one batch).",
+    )
     cache_size: int = Field(
         default=8192, ge=0, description="Embeddings kept in the in-process LRU cache."
     )

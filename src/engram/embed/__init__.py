@@ -7,6 +7,7 @@ from collections.abc import Callable
 from engram.config import EmbedderConfig
 from engram.embed.base import Embedder, EmbeddingError
 from engram.embed.cache import CachedEmbedder
+from engram.embed.coalesce import CoalescingEmbedder
 from engram.errors import ConfigError
 
 EmbedderFactory = Callable[[EmbedderConfig], Embedder]
@@ -43,7 +44,16 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
     if factory is None:
         raise ConfigError(f"unknown embedder provider {cfg.provider!r}; known: {sorted(EMBEDDERS)}")
     embedder = factory(cfg)
+    if cfg.coalesce:
+        embedder = CoalescingEmbedder(embedder, cfg.batch_size)
     return CachedEmbedder(embedder, cfg.cache_size) if cfg.cache_size else embedder
 
 
-__all__ = ["EMBEDDERS", "CachedEmbedder", "Embedder", "EmbeddingError", "build_embedder"]
+__all__ = [
+    "EMBEDDERS",
+    "CachedEmbedder",
+    "CoalescingEmbedder",
+    "Embedder",
+    "EmbeddingError",
+    "build_embedder",
+]
