@@ -16,7 +16,7 @@ from engram.text.access import AccessRecorder
 from engram.text.ingest import index_text
 from engram.text.reranker import OnlineReranker
 from engram.text.retrieval import QueryContext, Retriever
-from engram.text.retrieval.feedback import feedback_features
+from engram.text.retrieval.feedback import feedback_features, snapshot_rows
 from engram.text.retrieval.hybrid import base_scorer
 from engram.types import (
     CubeStats,
@@ -72,11 +72,12 @@ class MemCube:
         log = self.store.feedback(self.id)
         snap = ctx.snapshot
         features = feedback_features(log, snap, ctx.vector, query)
-        rows = {int(i): key for i, key in enumerate(snap.keys) if int(key) in keys}
+        labelled = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        rows, active = snapshot_rows(snap, labelled)  # archived memories have no row
 
         def of(*wanted: FeedbackLabel) -> np.ndarray:
-            chosen = [row for row, key in rows.items() if keys[key] in wanted]
-            return np.array(chosen, dtype=np.int64)
+            chosen = np.array([keys[int(key)] in wanted for key in labelled], dtype=bool)
+            return rows[active & chosen]
 
         weights = reranker.update(
             log.weights,

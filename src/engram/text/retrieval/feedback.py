@@ -55,7 +55,7 @@ def _positive_terms(log: FeedbackLog) -> _Terms:
     )
 
 
-def _rows(snap: CubeSnapshot, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def snapshot_rows(snap: CubeSnapshot, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Snapshot rows of `keys` and a mask of the keys that are in the snapshot (active)."""
     if len(snap) == 0 or len(keys) == 0:
         return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
@@ -71,7 +71,7 @@ def feedback_features(
     out = np.zeros((n, len(FEATURES)))
     if len(log) == 0 or n == 0:
         return out
-    rows, present = _rows(snap, log.keys)
+    rows, present = snapshot_rows(snap, log.keys)
     closeness = np.maximum(log.vectors @ vector - SIMILARITY_FLOOR, 0.0)[log.query_of]
     positive = np.isin(log.labels, POSITIVE) & present
     wrong = (log.labels == FeedbackLabel.WRONG.value) & present
@@ -86,7 +86,7 @@ def feedback_features(
         keys = terms.keys.get(term)
         if keys is None:
             continue
-        term_rows, term_present = _rows(snap, keys)
+        term_rows, term_present = snapshot_rows(snap, keys)
         lexical[term_rows[term_present]] += math.log(1.0 + terms.memories / len(keys))
     out[:, 2] = lexical
     penalty = np.zeros(n)
