@@ -26,7 +26,7 @@ test: install
 bench-quick: install
 	out=$$(mktemp -d) && \
 	$(BIN)/engram bench kv --quick --results $$out --doc $$out/benchmarks.md --json > $$out/kv.json && \
-	$(BIN)/engram bench parametric --quick --results $$out --doc $$out/benchmarks.md --json > $$out/parametric.json && \
+	$(BIN)/engram bench parametric --quick --jobs 2 --results $$out --doc $$out/benchmarks.md --json > $$out/parametric.json && \
 	$(BIN)/python -c "import json, sys; kv = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2])); assert kv['methods'] and kv['ttft'] and p['methods'], 'empty result'; print('bench-quick:', len(kv['methods']), 'KV methods,', len(p['methods']), 'LoRA methods')" $$out/kv.json $$out/parametric.json
 
 lint: install

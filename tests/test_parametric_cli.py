@@ -127,3 +127,24 @@ def test_bench_json_has_the_issue_shape(tmp_path: Path) -> None:
     assert retrieval["avg_recall"] > 50 and retrieval["ppl_drift_pct"] == 0
     assert len(result["details"]["naive"]["matrix"]["rows"]) == 2
     assert result["methods"][2]["adapter_bytes"] > result["methods"][1]["adapter_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_bench_jobs_train_side_by_side_with_the_same_numbers() -> None:
+    from engram.bench.parametric import BenchConfig, run
+
+    config = BenchConfig(
+        batches=2,
+        facts_per_batch=3,
+        epochs=3,
+        eval_texts=3,
+        replay_texts=8,
+        methods=("naive", "replay+distill"),
+    )
+    alone, parallel = run("tiny", config, jobs=1), run("tiny", config, jobs=2)
+    assert parallel["config"]["jobs"] == 2
+    for name in ("joint", "naive", "replay+distill"):
+        rows = [r["details"][name]["matrix"]["rows"] for r in (alone, parallel)]
+        assert rows[0] == rows[1], name
+    drift = [[m["ppl_drift_pct"] for m in r["methods"]] for r in (alone, parallel)]
+    assert drift[0] == pytest.approx(drift[1], abs=1e-6)

@@ -20,6 +20,7 @@ from engram.parametric.safeguards import (
     SAFEGUARDS,
     BatchRun,
     EMABalance,
+    GeneralDistillation,
     GeneralReplay,
     LRRewarm,
     MemoryReplay,
@@ -71,7 +72,16 @@ def _reloaded(tmp_path: Any, tokenizer: Any, lrn: ContinualLearner) -> torch.nn.
 
 
 def test_registry_names_every_safeguard_and_refuses_unknown_ones() -> None:
-    assert set(SAFEGUARDS) == {"replay", "gere", "olora", "osf", "ema", "lr-rewarm", "spaced"}
+    assert set(SAFEGUARDS) == {
+        "replay",
+        "gere",
+        "distill",
+        "olora",
+        "osf",
+        "ema",
+        "lr-rewarm",
+        "spaced",
+    }
     built = build_safeguards(["replay", "ema"], {"ema": {"beta": 0.5}})
     assert [s.name for s in built] == ["replay", "ema"] and built[1].beta == 0.5
     with pytest.raises(ValidationError, match="unknown safeguard"):
@@ -123,6 +133,63 @@ def test_gere_replays_general_text_and_penalises_drift(tokenizer: Any) -> None:
     assert moved is not None and float(moved.detach()) > float(at_start.detach()) + 1e-3
     with pytest.raises(ValidationError, match="general texts"):
         ContinualLearner(model(tokenizer), tokenizer, QUICK, [GeneralReplay()]).learn(FACTS[0])
+
+
+def _general_kl(lrn: ContinualLearner, tokenizer: Any) -> float:
+    """Mean KL(base || taught model) over the next-token distributions of general text."""
+    batch = tokenizer(GENERAL_TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        with lrn.model.disable_adapter():
+            p = torch.log_softmax(lrn.model(**batch).logits, -1)
+        q = torch.log_softmax(lrn.model(**batch).logits, -1)
+    kl = (p.exp() * (p - q)).sum(-1)
+    return float(kl[batch["attention_mask"].bool()].mean())
+
+
+def test_distill_holds_general_text_predictions_to_the_base_model(tokenizer: Any) -> None:
+    hard = {"epochs": 12, "learning_rate": 2e-2, "batch_size": 2}
+    plain = learner(tokenizer, **hard)
+    held = learner(tokenizer, GeneralDistillation(weight=10.0, samples=16, chunk=4), **hard)
+    for lrn in (plain, held):
+        lrn.learn(FACTS[0])
+    drift_plain, drift_held = _general_kl(plain, tokenizer), _general_kl(held, tokenizer)
+    assert drift_plain > 0.005  # the facts moved the unguarded model on ordinary text
+    assert drift_held < 0.5 * drift_plain, (drift_held, drift_plain)
+    # the guarded model still learned its facts: their loss fell from the base model's
+    base = learner(tokenizer)
+    base._ensure_adapter()
+    assert _fact_loss(held, tokenizer) < _fact_loss(base, tokenizer) - 0.5
+
+
+def _fact_loss(lrn: ContinualLearner, tokenizer: Any) -> float:
+    from engram.parametric.evaluation import probe, score_examples
+
+    scores = score_examples(lrn.model, tokenizer, [probe(f) for f in FACTS[0]])
+    return -sum(s.mean_logprob for s in scores) / len(scores)
+
+
+def test_distill_penalty_is_zero_at_the_base_and_refuses_bad_setups(tokenizer: Any) -> None:
+    distill = GeneralDistillation(samples=4, chunk=2)
+    lrn = learner(tokenizer, distill)
+    run = BatchRun(0, FACTS[0], examples_for(FACTS[0]), lrn, rng=random.Random(0))
+    lrn._ensure_adapter()
+    distill.before_batch(run)
+    at_start = distill.penalty(run)
+    assert at_start is not None and abs(float(at_start)) < 1e-6  # LoRA starts as identity
+    with torch.no_grad():
+        for name, p in lrn.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)
+    moved = distill.penalty(run)
+    assert moved is not None and float(moved.detach()) > 1e-3
+    moved.backward()  # the penalty trains the adapter
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lrn.trainable())
+    with pytest.raises(ValidationError, match="weight > 0"):
+        GeneralDistillation(weight=0)
+    with pytest.raises(ValidationError, match="general texts"):
+        ContinualLearner(model(tokenizer), tokenizer, QUICK, [GeneralDistillation()]).learn(
+            FACTS[0]
+        )
 
 
 def test_olora_keeps_earlier_adapters_frozen_and_exports_their_exact_sum(
@@ -226,10 +293,10 @@ def test_spaced_replay_follows_the_forgetting_curve(tokenizer: Any) -> None:
 
 
 def test_composed_safeguards_run_together(tokenizer: Any) -> None:
-    guards = build_safeguards(["replay", "gere", "ema", "lr-rewarm", "spaced"])
-    lrn = learner(tokenizer, *guards)
+    names = ["replay", "gere", "distill", "ema", "lr-rewarm", "spaced"]
+    lrn = learner(tokenizer, *build_safeguards(names))
     for batch in FACTS[:2]:
         report = lrn.learn(batch)
         assert math.isfinite(report.final_loss)
-    assert lrn.method == "lora+replay+gere+ema+lr-rewarm+spaced"
-    assert set(lrn.safeguard.hyperparameters()) == {"replay", "gere", "ema", "lr-rewarm", "spaced"}
+    assert lrn.method == "lora+" + "+".join(names)
+    assert set(lrn.safeguard.hyperparameters()) == set(names)

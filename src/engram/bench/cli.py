@@ -198,6 +198,12 @@ def parametric(
     facts: Annotated[
         int | None, typer.Option("--facts", min=1, help="Facts per batch (default 100).")
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", min=1, max=64, help="Methods trained side by side, one process each."
+        ),
+    ] = 1,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = Path("docs/benchmarks.md"),
     as_json: JsonOpt = False,
@@ -220,7 +226,9 @@ def parametric(
         config = dataclasses.replace(config, batches=n_batches)
     if facts is not None:
         config = dataclasses.replace(config, facts_per_batch=facts)
-    result = bench.run(model, config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = bench.run(
+        model, config, log=lambda line: print(line, file=sys.stderr, flush=True), jobs=jobs
+    )
     save_json(results, "parametric", result)
     images = (
         doc.parent / "img" / "parametric-matrix.png",

@@ -5,9 +5,12 @@ bound) and text retrieval from the same memories."""
 from __future__ import annotations
 
 import copy
+import multiprocessing
+import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from engram.parametric.general_text import GENERAL_TEXTS
 from engram.parametric.learner import ContinualLearner
 from engram.parametric.safeguards import build_safeguards
 
+JOINT = "joint"  # the upper bound: one LoRA on every batch at once
+
 # name -> (safeguards, per-safeguard options); "naive" is sequential LoRA with none.
 METHODS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "naive": ([], {}),
@@ -32,12 +37,14 @@ METHODS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "ema": (["ema"], {}),
     "lr-rewarm": (["lr-rewarm"], {}),
     "spaced": (["spaced"], {}),
-    "replay+gere+lr-rewarm": (["replay", "gere", "lr-rewarm"], {}),
-    # GeRe held tighter: narrower bands (0.1 std) and a 10x heavier margin loss
+    "distill": (["distill"], {}),
+    # GeRe held tight: narrow bands (0.1 std) and a 10x heavier margin loss
     "replay+gere-strict+lr-rewarm": (
         ["replay", "gere", "lr-rewarm"],
         {"gere": {"threshold": 0.1, "margin_weight": 10.0}},
     ),
+    "replay+distill": (["replay", "distill"], {}),
+    "replay+distill+lr-rewarm": (["replay", "distill", "lr-rewarm"], {}),
 }
 
 
@@ -51,12 +58,12 @@ class BenchConfig:
     batch_size: int = 16
     seed: int = 0
     methods: tuple[str, ...] = tuple(METHODS)
-    eval_texts: int = 16
-    replay_texts: int = 16
+    eval_texts: int = 64
+    replay_texts: int = 512
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(batches=3, facts_per_batch=6, replay_texts=4)
+        return cls(batches=3, facts_per_batch=6, eval_texts=16, replay_texts=32)
 
 
 @dataclass
@@ -88,13 +95,17 @@ def load_model(spec: str | None, facts: Sequence[Fact]) -> tuple[torch.nn.Module
 
 def general_texts(n_eval: int, n_replay: int) -> tuple[list[str], list[str]]:
     """Two disjoint sets of standard-library docstrings (general text the LM was trained
-    on): one to measure perplexity drift, one GeRe replays. Cut to 40 words each."""
+    on), cut to 40 words each: `n_eval` spread evenly over the modules to measure
+    perplexity drift on, and up to `n_replay` others, shuffled, that GeRe replays and
+    distillation draws from."""
     from engram.lm.corpus import stdlib_docstrings
 
     docs = [" ".join(d.split()[:40]) for d in stdlib_docstrings(limit_chars=300_000)]
-    step = max(1, len(docs) // (n_eval + n_replay))
-    picked = docs[::step]
-    return picked[0::2][:n_eval], picked[1::2][:n_replay]
+    step = max(1, len(docs) // n_eval)
+    held = set(range(0, len(docs), step)[:n_eval])
+    rest = [d for i, d in enumerate(docs) if i not in held]
+    random.Random(0).shuffle(rest)
+    return [docs[i] for i in sorted(held)], rest[:n_replay]
 
 
 def _row(model: torch.nn.Module, tokenizer: Any, data: list[list[Fact]]) -> list[float]:
@@ -140,7 +151,7 @@ def run_joint(setup: Setup) -> MethodResult:
     """The upper bound: one LoRA trained on every batch at once (same epochs)."""
     learner = setup.learner([])
     report = learner.learn([f for b in setup.data for f in b])
-    result = MethodResult("joint", AccuracyMatrix(initial=list(setup.initial)))
+    result = MethodResult(JOINT, AccuracyMatrix(initial=list(setup.initial)))
     result.train_s.append(report.train_s)
     row = _row(learner.model, setup.tokenizer, setup.data)
     result.matrix.add_row(row)
@@ -191,19 +202,13 @@ def run_retrieval(data: list[list[Fact]], initial: list[float]) -> MethodResult:
     return result
 
 
-def run(
-    model_spec: str | None, config: BenchConfig, log: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    # one thread: on a shared CPU, more threads wait on each other (measured 4-40x slower)
-    torch.set_num_threads(1)
+def make_setup(model_spec: str | None, config: BenchConfig) -> tuple[Setup, str]:
+    """The data, base model and reference numbers every method of one run shares."""
     data = batches(config.batches, config.facts_per_batch, config.seed)
     untaught = generate_facts(config.facts_per_batch, config.seed + 1, prefix="u")
     all_facts = [f for b in data for f in b] + untaught
     model, tokenizer, model_name = load_model(model_spec, all_facts)
-
     eval_texts, replay_texts = general_texts(config.eval_texts, config.replay_texts)
-    initial = _row(model, tokenizer, data)
     setup = Setup(
         model=model,
         tokenizer=tokenizer,
@@ -220,28 +225,91 @@ def run(
         ),
         eval_texts=eval_texts,
         replay_texts=replay_texts,
-        initial=initial,
+        initial=_row(model, tokenizer, data),
         base_ppl=perplexity(model, tokenizer, eval_texts),
     )
+    return setup, model_name
+
+
+_worker_setup: Setup | None = None
+
+
+def _init_worker(setup: Setup) -> None:
+    global _worker_setup
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    torch.set_num_threads(1)
+    _worker_setup = setup
+
+
+def _run_named(name: str, setup: Setup | None = None) -> MethodResult:
+    setup = setup or _worker_setup
+    if setup is None:
+        raise RuntimeError("bench worker used before its setup arrived")
+    return run_joint(setup) if name == JOINT else run_method(name, setup)
+
+
+def _train_all(
+    setup: Setup, names: list[str], jobs: int, log: Callable[[str], None] | None
+) -> dict[str, MethodResult]:
+    """Every named method on `setup`; with `jobs` > 1, that many worker processes train
+    side by side (each on one thread), costliest methods first."""
+    done: dict[str, MethodResult] = {}
+    if jobs <= 1:
+        for name in names:
+            done[name] = _run_named(name, setup)
+            if log:
+                log(f"{name} done")
+        return done
+    order = sorted(names, key=lambda n: -_cost(n))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, context, _init_worker, (setup,)) as pool:
+        futures = {pool.submit(_run_named, name): name for name in order}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            if log:
+                log(f"{futures[future]} done")
+    return done
+
+
+def _cost(name: str) -> int:
+    """Rough training cost, to start the long methods first."""
+    if name == JOINT:
+        return 3
+    safeguards = METHODS[name][0]
+    return len(safeguards) + 2 * ("distill" in safeguards) + ("gere" in safeguards)
+
+
+def run(
+    model_spec: str | None,
+    config: BenchConfig,
+    log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+) -> dict[str, Any]:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # one thread per process: on a shared CPU, more threads wait on each other (measured
+    # 4-40x slower); `jobs` processes train methods side by side instead
+    torch.set_num_threads(1)
+    setup, model_name = make_setup(model_spec, config)
     started = time.perf_counter()
-    retrieval = run_retrieval(data, initial)  # first: it needs no training
-    results = [run_joint(setup)]
-    joint = results[0].matrix.average_accuracy()
-    for name in config.methods:
-        if log:
-            log(f"{_line(results[-1], joint)}; next: {name}")
-        results.append(run_method(name, setup))
-    results.append(retrieval)
+    retrieval = run_retrieval(setup.data, setup.initial)  # first: it needs no training
+    trained = _train_all(setup, [JOINT, *config.methods], jobs, log)
+    joint = trained[JOINT].matrix.average_accuracy()
+    results = [trained[JOINT], *(trained[n] for n in config.methods), retrieval]
     if log:
-        log(_line(results[-2], joint))
-        log(_line(retrieval, joint))
+        for r in results:
+            log(_line(r, joint))
     rows = [_summary(r, joint) for r in results]
     return {
         "methods": rows,
         "details": {r.name: _details(r) for r in results},
         "goals": _goals(rows),
-        "config": {**config.__dict__, "methods": list(config.methods), "model": model_name},
-        "base": {"recall": initial, "perplexity": setup.base_ppl},
+        "config": {
+            **config.__dict__,
+            "methods": list(config.methods),
+            "model": model_name,
+            "jobs": jobs,
+        },
+        "base": {"recall": setup.initial, "perplexity": setup.base_ppl},
         "wall_s": time.perf_counter() - started,
     }
 
@@ -351,8 +419,9 @@ def markdown(result: dict[str, Any], command: str, images: tuple[str, str] | Non
         f"a statement and a Q/A pair); LoRA rank {cfg['rank']}, {cfg['epochs']} epochs per "
         f"batch, lr {cfg['learning_rate']}. Recall = greedy exact match of the answer after "
         "the last batch, averaged over all batches; BWT and forgetting in points (Avalanche "
-        "definitions); perplexity drift on held-out stdlib docstrings. Wall time "
-        f"{result['wall_s']:.0f}s.",
+        f"definitions); perplexity drift on {cfg['eval_texts']} held-out stdlib docstrings "
+        f"(base perplexity {result['base']['perplexity']:.1f}). {cfg.get('jobs', 1)} "
+        f"method(s) trained side by side, one thread each; wall time {result['wall_s']:.0f}s.",
         "",
         "| method | avg recall % | % of joint | BWT | forgetting | ppl drift % "
         "| train s/batch | adapter bytes |",

@@ -7,6 +7,7 @@ from typing import Any
 
 from engram.errors import ValidationError
 from engram.parametric.safeguards.base import BatchRun, ComposedSafeguard, Safeguard
+from engram.parametric.safeguards.distill import GeneralDistillation
 from engram.parametric.safeguards.ema import EMABalance
 from engram.parametric.safeguards.general import GeneralReplay
 from engram.parametric.safeguards.lr_schedule import LRRewarm
@@ -20,6 +21,7 @@ SAFEGUARDS: dict[str, type[Safeguard]] = {
     for cls in (
         MemoryReplay,
         GeneralReplay,
+        GeneralDistillation,
         OrthogonalLoRA,
         OrthogonalSubspace,
         EMABalance,
@@ -50,6 +52,7 @@ __all__ = [
     "BatchRun",
     "ComposedSafeguard",
     "EMABalance",
+    "GeneralDistillation",
     "GeneralReplay",
     "LRRewarm",
     "MemoryReplay",
