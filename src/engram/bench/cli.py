@@ -218,7 +218,7 @@ def parametric(
     config = bench.BenchConfig.quick() if quick else bench.BenchConfig()
     if methods:
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-        unknown = [m for m in chosen if m not in bench.METHODS]
+        unknown = [m for m in chosen if m not in {**bench.METHODS, **bench.JOINTS}]
         if unknown:
             raise typer.BadParameter(f"unknown methods {unknown}", param_hint="--methods")
         config = dataclasses.replace(config, methods=chosen)

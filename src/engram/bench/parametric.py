@@ -5,6 +5,7 @@ bound) and text retrieval from the same memories."""
 from __future__ import annotations
 
 import copy
+import math
 import multiprocessing
 import random
 import time
@@ -26,6 +27,8 @@ from engram.parametric.learner import ContinualLearner
 from engram.parametric.safeguards import build_safeguards
 
 JOINT = "joint"  # the upper bound: one LoRA on every batch at once
+# joint LoRAs (all batches at once) and their safeguards; "joint" is the issue's upper bound
+JOINTS: dict[str, list[str]] = {JOINT: [], "joint+distill": ["distill"]}
 
 # name -> (safeguards, per-safeguard options); "naive" is sequential LoRA with none.
 METHODS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
@@ -57,7 +60,7 @@ class BenchConfig:
     learning_rate: float = 3e-3
     batch_size: int = 16
     seed: int = 0
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = ("joint+distill", *METHODS)
     eval_texts: int = 64
     replay_texts: int = 512
 
@@ -147,11 +150,11 @@ def run_method(name: str, setup: Setup) -> MethodResult:
     return result
 
 
-def run_joint(setup: Setup) -> MethodResult:
-    """The upper bound: one LoRA trained on every batch at once (same epochs)."""
-    learner = setup.learner([])
+def run_joint(name: str, setup: Setup) -> MethodResult:
+    """One LoRA trained on every batch at once (same epochs); `JOINT` is the upper bound."""
+    learner = setup.learner(build_safeguards(JOINTS[name]))
     report = learner.learn([f for b in setup.data for f in b])
-    result = MethodResult(JOINT, AccuracyMatrix(initial=list(setup.initial)))
+    result = MethodResult(name, AccuracyMatrix(initial=list(setup.initial)))
     result.train_s.append(report.train_s)
     row = _row(learner.model, setup.tokenizer, setup.data)
     result.matrix.add_row(row)
@@ -234,10 +237,15 @@ def make_setup(model_spec: str | None, config: BenchConfig) -> tuple[Setup, str]
 _worker_setup: Setup | None = None
 
 
-def _init_worker(setup: Setup) -> None:
+def _init_worker(model_spec: str | None, config: BenchConfig, base_ppl: float) -> None:
+    """Each worker loads its own copy (a pickled transformers model loses its output
+    hooks) and checks it is the parent's model by its perplexity."""
     global _worker_setup
     warnings.filterwarnings("ignore", category=FutureWarning)
     torch.set_num_threads(1)
+    setup, _ = make_setup(model_spec, config)
+    if not math.isclose(setup.base_ppl, base_ppl, rel_tol=1e-5):
+        raise RuntimeError(f"worker model differs: ppl {setup.base_ppl} vs {base_ppl}")
     _worker_setup = setup
 
 
@@ -245,16 +253,20 @@ def _run_named(name: str, setup: Setup | None = None) -> MethodResult:
     setup = setup or _worker_setup
     if setup is None:
         raise RuntimeError("bench worker used before its setup arrived")
-    return run_joint(setup) if name == JOINT else run_method(name, setup)
+    return run_joint(name, setup) if name in JOINTS else run_method(name, setup)
 
 
 def _train_all(
-    setup: Setup, names: list[str], jobs: int, log: Callable[[str], None] | None
+    setup: Setup,
+    names: list[str],
+    jobs: int,
+    log: Callable[[str], None] | None,
+    source: tuple[str | None, BenchConfig] | None = None,
 ) -> dict[str, MethodResult]:
     """Every named method on `setup`; with `jobs` > 1, that many worker processes train
     side by side (each on one thread), costliest methods first."""
     done: dict[str, MethodResult] = {}
-    if jobs <= 1:
+    if jobs <= 1 or source is None:
         for name in names:
             done[name] = _run_named(name, setup)
             if log:
@@ -262,7 +274,7 @@ def _train_all(
         return done
     order = sorted(names, key=lambda n: -_cost(n))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, context, _init_worker, (setup,)) as pool:
+    with ProcessPoolExecutor(jobs, context, _init_worker, (*source, setup.base_ppl)) as pool:
         futures = {pool.submit(_run_named, name): name for name in order}
         for future in as_completed(futures):
             done[futures[future]] = future.result()
@@ -273,9 +285,9 @@ def _train_all(
 
 def _cost(name: str) -> int:
     """Rough training cost, to start the long methods first."""
-    if name == JOINT:
-        return 3
-    safeguards = METHODS[name][0]
+    safeguards = JOINTS[name] if name in JOINTS else METHODS[name][0]
+    if name in JOINTS:
+        return 3 + 2 * len(safeguards)
     return len(safeguards) + 2 * ("distill" in safeguards) + ("gere" in safeguards)
 
 
@@ -292,7 +304,7 @@ def run(
     setup, model_name = make_setup(model_spec, config)
     started = time.perf_counter()
     retrieval = run_retrieval(setup.data, setup.initial)  # first: it needs no training
-    trained = _train_all(setup, [JOINT, *config.methods], jobs, log)
+    trained = _train_all(setup, [JOINT, *config.methods], jobs, log, (model_spec, config))
     joint = trained[JOINT].matrix.average_accuracy()
     results = [trained[JOINT], *(trained[n] for n in config.methods), retrieval]
     if log:
@@ -324,7 +336,7 @@ def _line(r: MethodResult, joint: float) -> str:
 
 def _summary(r: MethodResult, joint: float) -> dict[str, Any]:
     m = r.matrix
-    sequential = r.name != "joint"
+    sequential = r.name not in JOINTS
     return {
         "name": r.name,
         "avg_recall": round(m.average_accuracy(), 2),
@@ -352,7 +364,7 @@ def _goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     met = [
         r["name"]
         for r in rows
-        if r["name"] not in {"joint", "naive", "retrieval"}
+        if r["name"] not in {*JOINTS, "naive", "retrieval"}
         and (r["recall_vs_joint_pct"] or 0) >= 90
         and r["bwt"] is not None
         and r["bwt"] >= -5
@@ -374,7 +386,7 @@ def plot(result: dict[str, Any], matrix_png: Path, curves_png: Path) -> bool:
     except ImportError:
         return False
     details = result["details"]
-    names = [n for n in details if n != "joint"]
+    names = [n for n in details if n not in JOINTS]
     cols = 4
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
@@ -397,7 +409,7 @@ def plot(result: dict[str, Any], matrix_png: Path, curves_png: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, d in details.items():
         xs = range(1, len(d["curve"]) + 1)
-        ax.plot(xs, d["curve"], marker="o", label=name, linestyle="--" if name == "joint" else "-")
+        ax.plot(xs, d["curve"], marker="o", label=name, linestyle="--" if name in JOINTS else "-")
     ax.set_xlabel("batches taught")
     ax.set_ylabel("avg recall of batches so far (%)")
     ax.legend(fontsize=7, ncol=2)
@@ -421,7 +433,9 @@ def markdown(result: dict[str, Any], command: str, images: tuple[str, str] | Non
         "the last batch, averaged over all batches; BWT and forgetting in points (Avalanche "
         f"definitions); perplexity drift on {cfg['eval_texts']} held-out stdlib docstrings "
         f"(base perplexity {result['base']['perplexity']:.1f}). {cfg.get('jobs', 1)} "
-        f"method(s) trained side by side, one thread each; wall time {result['wall_s']:.0f}s.",
+        f"method(s) trained side by side, one thread each; wall time {result['wall_s']:.0f}s. "
+        "'% of joint' is against plain joint LoRA on all batches at once (the upper bound); "
+        "joint+distill, the same with the distill safeguard, is a second reference.",
         "",
         "| method | avg recall % | % of joint | BWT | forgetting | ppl drift % "
         "| train s/batch | adapter bytes |",

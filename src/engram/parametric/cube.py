@@ -76,7 +76,7 @@ def teach(
 
     Without `fresh`, the latest version is continued: facts it was trained on are earlier
     memories (for replay), the others form the new batch."""
-    from engram.parametric.general_text import GENERAL_TEXTS
+    from engram.parametric.general_text import general_pool
 
     settings = settings or config.lora
     if model is None:
@@ -98,7 +98,7 @@ def teach(
         tokenizer,
         settings,
         build_safeguards(settings.safeguards, options),
-        general_texts or GENERAL_TEXTS,
+        general_texts or general_pool(),
     )
     if previous is not None:
         resume(learner, previous, [f for f in facts if f.memory_id in known])

@@ -21,3 +21,13 @@ GENERAL_TEXTS = [
     "The museum shows old paintings and ancient coins.",
     "Birds build nests in spring and fly south in autumn.",
 ]
+
+
+def general_pool(size: int = 512, words: int = 40) -> list[str]:
+    """GENERAL_TEXTS, then standard-library docstrings cut to `words` words, `size` in all:
+    the ordinary text safeguards replay (GeRe takes the first few) and distill from. The
+    docstrings are read from this machine's Python with `ast`; none are shipped."""
+    from engram.lm.corpus import stdlib_docstrings
+
+    docs = [" ".join(d.split()[:words]) for d in stdlib_docstrings(limit_chars=400 * size)]
+    return [*GENERAL_TEXTS, *docs][:size]
