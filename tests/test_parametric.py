@@ -250,3 +250,14 @@ def test_merge_cat_and_svd_are_exact_linear_is_not(
     assert close == exact
     with pytest.raises(EngramValidationError, match="at least two"):
         host.merge(names[:1])
+
+
+def test_general_pool_is_the_fixed_sentences_then_stdlib_docstrings() -> None:
+    from engram.parametric.general_text import GENERAL_TEXTS, general_pool
+
+    pool = general_pool(size=64, words=12)
+    assert len(pool) == 64 and len(set(pool)) == 64
+    assert pool[: len(GENERAL_TEXTS)] == GENERAL_TEXTS
+    docstrings = pool[len(GENERAL_TEXTS) :]
+    assert all(0 < len(d.split()) <= 12 for d in docstrings)
+    assert any(d.startswith("abc ") for d in docstrings)  # module name, then its docstring

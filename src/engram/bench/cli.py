@@ -7,9 +7,11 @@ import shlex
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from engram.errors import ValidationError
 
 bench_app = typer.Typer(help="Benchmarks; results go to docs/benchmarks.md.", no_args_is_help=True)
 
@@ -204,6 +206,15 @@ def parametric(
             "--jobs", min=1, max=64, help="Methods trained side by side, one process each."
         ),
     ] = 1,
+    update: Annotated[
+        Path | None,
+        typer.Option(
+            "--update",
+            exists=True,
+            dir_okay=False,
+            help="Earlier result JSON: keep its rows of the methods not re-run now.",
+        ),
+    ] = None,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = Path("docs/benchmarks.md"),
     as_json: JsonOpt = False,
@@ -226,9 +237,25 @@ def parametric(
         config = dataclasses.replace(config, batches=n_batches)
     if facts is not None:
         config = dataclasses.replace(config, facts_per_batch=facts)
+    previous = _earlier_result(update) if update else None
+    if previous is not None:
+        from engram.bench.parametric_merge import check_comparable
+
+        try:  # before hours of training, not after
+            check_comparable(previous, config.__dict__)
+        except ValidationError as err:
+            raise typer.BadParameter(str(err), param_hint="--update") from err
     result = bench.run(
         model, config, log=lambda line: print(line, file=sys.stderr, flush=True), jobs=jobs
     )
+    result["command"] = _command()
+    if previous is not None:
+        from engram.bench.parametric_merge import merge
+
+        try:
+            result = merge(previous, result)
+        except ValidationError as err:
+            raise typer.BadParameter(str(err), param_hint="--update") from err
     save_json(results, "parametric", result)
     images = (
         doc.parent / "img" / "parametric-matrix.png",
@@ -240,6 +267,16 @@ def parametric(
     text = bench.markdown(result, _command(), rel)  # type: ignore[arg-type]
     write_section(doc, "parametric", text)
     print(json.dumps({"methods": result["methods"]}) if as_json else text)
+
+
+def _earlier_result(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise typer.BadParameter(f"cannot read {path}: {err}", param_hint="--update") from err
+    if not isinstance(loaded, dict):
+        raise typer.BadParameter(f"{path} holds no result object", param_hint="--update")
+    return loaded
 
 
 @bench_app.command("router")

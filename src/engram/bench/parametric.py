@@ -27,8 +27,9 @@ from engram.parametric.learner import ContinualLearner
 from engram.parametric.safeguards import build_safeguards
 
 JOINT = "joint"  # the upper bound: one LoRA on every batch at once
-# joint LoRAs (all batches at once) and their safeguards; "joint" is the issue's upper bound
-JOINTS: dict[str, list[str]] = {JOINT: [], "joint+distill": ["distill"]}
+# joint LoRAs (all batches at once, in one run, so with one warm-up + cosine decay: the
+# lr-rewarm schedule) and their safeguards; "joint" is the issue's upper bound
+JOINTS: dict[str, list[str]] = {JOINT: ["lr-rewarm"], "joint+distill": ["lr-rewarm", "distill"]}
 
 # name -> (safeguards, per-safeguard options); "naive" is sequential LoRA with none.
 METHODS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
@@ -434,8 +435,10 @@ def markdown(result: dict[str, Any], command: str, images: tuple[str, str] | Non
         f"definitions); perplexity drift on {cfg['eval_texts']} held-out stdlib docstrings "
         f"(base perplexity {result['base']['perplexity']:.1f}). {cfg.get('jobs', 1)} "
         f"method(s) trained side by side, one thread each; wall time {result['wall_s']:.0f}s. "
-        "'% of joint' is against plain joint LoRA on all batches at once (the upper bound); "
-        "joint+distill, the same with the distill safeguard, is a second reference.",
+        "'% of joint' is against joint LoRA on all batches at once, with one warm-up and "
+        "cosine decay (the upper bound); joint+distill, the same with the distill "
+        "safeguard, is a second reference.",
+        *_runs_note(result),
         "",
         "| method | avg recall % | % of joint | BWT | forgetting | ppl drift % "
         "| train s/batch | adapter bytes |",
@@ -455,6 +458,23 @@ def markdown(result: dict[str, Any], command: str, images: tuple[str, str] | Non
     if images:
         lines += ["", f"![accuracy matrices]({images[0]})", "", f"![recall curves]({images[1]})"]
     return "\n".join(lines)
+
+
+def _runs_note(result: dict[str, Any]) -> list[str]:
+    """For a merged result (`--update`): which invocation produced which rows."""
+    runs = result.get("runs", [])
+    if len(runs) < 2:
+        return []
+    parts = [
+        f"`{r['command'] or 'engram bench parametric'}` ({', '.join(r['methods'])}; "
+        f"{r['jobs']} job(s), {r['wall_s']:.0f}s)"
+        for r in runs
+    ]
+    return [
+        "",
+        f"Rows from {len(runs)} invocations on the same facts, model, texts and settings "
+        "(checked by `--update`; later rows replace earlier ones): " + "; then ".join(parts) + ".",
+    ]
 
 
 def _num(value: Any) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         score_examples,
     )
     from engram.parametric.examples import Example, Fact, examples_for, facts_from_memories
+    from engram.parametric.general_text import general_pool
     from engram.parametric.host import AdapterHost
     from engram.parametric.learner import BatchReport, ContinualLearner
     from engram.parametric.registry import AdapterManifest, AdapterRegistry, model_fingerprint
@@ -38,6 +39,7 @@ _WHERE = {
     "Fact": "engram.parametric.examples",
     "examples_for": "engram.parametric.examples",
     "facts_from_memories": "engram.parametric.examples",
+    "general_pool": "engram.parametric.general_text",
     "AdapterHost": "engram.parametric.host",
     "BatchReport": "engram.parametric.learner",
     "ContinualLearner": "engram.parametric.learner",
@@ -64,6 +66,7 @@ __all__ = [
     "build_safeguards",
     "examples_for",
     "facts_from_memories",
+    "general_pool",
     "load_base",
     "model_fingerprint",
     "perplexity",

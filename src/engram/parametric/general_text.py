@@ -29,5 +29,5 @@ def general_pool(size: int = 512, words: int = 40) -> list[str]:
     docstrings are read from this machine's Python with `ast`; none are shipped."""
     from engram.lm.corpus import stdlib_docstrings
 
-    docs = [" ".join(d.split()[:words]) for d in stdlib_docstrings(limit_chars=400 * size)]
-    return [*GENERAL_TEXTS, *docs][:size]
+    docs = [" ".join(d.split()[:words]) for d in stdlib_docstrings(limit_chars=2000 * size)]
+    return list(dict.fromkeys([*GENERAL_TEXTS, *docs]))[:size]
