@@ -126,6 +126,8 @@ def test_bench_json_has_the_issue_shape(tmp_path: Path) -> None:
     retrieval = result["methods"][-1]
     assert retrieval["avg_recall"] > 50 and retrieval["ppl_drift_pct"] == 0
     assert len(result["details"]["naive"]["matrix"]["rows"]) == 2
+    joint_row = result["details"]["joint"]["matrix"]["rows"][-1]  # over every batch it saw
+    assert result["methods"][0]["avg_recall"] == round(sum(joint_row) / len(joint_row), 2)
     assert result["methods"][2]["adapter_bytes"] > result["methods"][1]["adapter_bytes"] > 0
 
 
@@ -148,3 +150,19 @@ def test_bench_jobs_train_side_by_side_with_the_same_numbers() -> None:
         assert rows[0] == rows[1], name
     drift = [[m["ppl_drift_pct"] for m in r["methods"]] for r in (alone, parallel)]
     assert drift[0] == pytest.approx(drift[1], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_train_with_the_default_safeguards_holds_general_text(
+    tmp_path: Path, checkpoint: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENGRAM_LORA__BASE_MODEL", str(checkpoint))
+    home = tmp_path / "store"
+    _add(home, embedder, FACTS[0])
+    code, v1 = lora(home, "train", "-u", "alice", "--epochs", "30")
+    assert code == 0, v1
+    assert v1["method"] == "lora+replay+distill+lr-rewarm"
+    assert v1["safeguards"]["distill"] == {"weight": 1.0, "samples": 1024, "chunk": 8}
+    code, ev = lora(home, "eval", "-u", "alice")
+    assert code == 0, ev
+    assert ev["recall_with"] > ev["recall_without"]

@@ -142,7 +142,7 @@ class LoRAConfig(_Section):
     max_length: int = Field(default=64, gt=1, description="Longest training sequence (tokens).")
     seed: int = Field(default=0, description="Seed for adapter init, shuffling and replay.")
     safeguards: list[str] = Field(
-        default_factory=lambda: ["replay", "lr-rewarm"],
+        default_factory=lambda: ["replay", "distill", "lr-rewarm"],
         description="Continual-learning safeguards applied to every new batch, composed in "
         "order (see docs/parametric.md); [] is naive sequential LoRA.",
     )

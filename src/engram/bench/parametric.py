@@ -28,8 +28,14 @@ from engram.parametric.safeguards import build_safeguards
 
 JOINT = "joint"  # the upper bound: one LoRA on every batch at once
 # joint LoRAs (all batches at once, in one run, so with one warm-up + cosine decay: the
-# lr-rewarm schedule) and their safeguards; "joint" is the issue's upper bound
-JOINTS: dict[str, list[str]] = {JOINT: ["lr-rewarm"], "joint+distill": ["lr-rewarm", "distill"]}
+# lr-rewarm schedule) and their safeguards; "joint" is the issue's upper bound. The "-matched" ones
+# train (2B-1)/B times the epochs: the optimizer steps replay (ratio 1) takes over B batches.
+JOINTS: dict[str, tuple[list[str], bool]] = {
+    JOINT: (["lr-rewarm"], False),
+    "joint+distill": (["lr-rewarm", "distill"], False),
+    "joint-matched": (["lr-rewarm"], True),
+    "joint+distill-matched": (["lr-rewarm", "distill"], True),
+}
 
 # name -> (safeguards, per-safeguard options); "naive" is sequential LoRA with none.
 METHODS: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
@@ -61,7 +67,7 @@ class BenchConfig:
     learning_rate: float = 3e-3
     batch_size: int = 16
     seed: int = 0
-    methods: tuple[str, ...] = ("joint+distill", *METHODS)
+    methods: tuple[str, ...] = (*list(JOINTS)[1:], *METHODS)
     eval_texts: int = 64
     replay_texts: int = 512
 
@@ -130,10 +136,13 @@ class Setup:
     initial: list[float]
     base_ppl: float
 
-    def learner(self, safeguards: list[Any]) -> ContinualLearner:
+    def learner(self, safeguards: list[Any], epochs: int | None = None) -> ContinualLearner:
         """A learner on a pristine copy of the base model."""
+        settings = self.settings
+        if epochs is not None:
+            settings = settings.model_copy(update={"epochs": epochs})
         return ContinualLearner(
-            copy.deepcopy(self.model), self.tokenizer, self.settings, safeguards, self.replay_texts
+            copy.deepcopy(self.model), self.tokenizer, settings, safeguards, self.replay_texts
         )
 
 
@@ -152,13 +161,17 @@ def run_method(name: str, setup: Setup) -> MethodResult:
 
 
 def run_joint(name: str, setup: Setup) -> MethodResult:
-    """One LoRA trained on every batch at once (same epochs); `JOINT` is the upper bound."""
-    learner = setup.learner(build_safeguards(JOINTS[name]))
+    """One LoRA trained on every batch at once; `JOINT` is the upper bound."""
+    safeguards, matched = JOINTS[name]
+    n = len(setup.data)
+    epochs = round(setup.settings.epochs * (2 * n - 1) / n) if matched else None
+    learner = setup.learner(build_safeguards(safeguards), epochs)
     report = learner.learn([f for b in setup.data for f in b])
     result = MethodResult(name, AccuracyMatrix(initial=list(setup.initial)))
     result.train_s.append(report.train_s)
     row = _row(learner.model, setup.tokenizer, setup.data)
-    result.matrix.add_row(row)
+    for _ in setup.data:  # it has seen every batch: averages run over all of them
+        result.matrix.add_row(row)
     result.curve = [sum(row) / len(row)] * len(setup.data)
     _finish(result, learner, setup)
     return result
@@ -286,9 +299,10 @@ def _train_all(
 
 def _cost(name: str) -> int:
     """Rough training cost, to start the long methods first."""
-    safeguards = JOINTS[name] if name in JOINTS else METHODS[name][0]
     if name in JOINTS:
-        return 3 + 2 * len(safeguards)
+        safeguards, matched = JOINTS[name]
+        return (3 + 2 * len(safeguards)) * (2 if matched else 1)
+    safeguards = METHODS[name][0]
     return len(safeguards) + 2 * ("distill" in safeguards) + ("gere" in safeguards)
 
 
@@ -407,10 +421,13 @@ def plot(result: dict[str, Any], matrix_png: Path, curves_png: Path) -> bool:
     matrix_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(matrix_png, dpi=110)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, d in details.items():
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    for k, (name, d) in enumerate(details.items()):
         xs = range(1, len(d["curve"]) + 1)
-        ax.plot(xs, d["curve"], marker="o", label=name, linestyle="--" if name in JOINTS else "-")
+        style = {"linestyle": "--" if name in JOINTS else "-", "color": colors[k % len(colors)]}
+        ax.plot(xs, d["curve"], marker="os^vD"[k % 5], label=name, **style)
+    ax.set_xticks(range(1, len(next(iter(details.values()))["curve"]) + 1))
     ax.set_xlabel("batches taught")
     ax.set_ylabel("avg recall of batches so far (%)")
     ax.legend(fontsize=7, ncol=2)
@@ -436,8 +453,9 @@ def markdown(result: dict[str, Any], command: str, images: tuple[str, str] | Non
         f"(base perplexity {result['base']['perplexity']:.1f}). {cfg.get('jobs', 1)} "
         f"method(s) trained side by side, one thread each; wall time {result['wall_s']:.0f}s. "
         "'% of joint' is against joint LoRA on all batches at once, with one warm-up and "
-        "cosine decay (the upper bound); joint+distill, the same with the distill "
-        "safeguard, is a second reference.",
+        "cosine decay and the same epochs (the upper bound); joint+distill adds the distill "
+        "safeguard; the -matched joints train (2B-1)/B times the epochs, as many steps as "
+        "replay takes over B batches.",
         *_runs_note(result),
         "",
         "| method | avg recall % | % of joint | BWT | forgetting | ppl drift % "
