@@ -22,7 +22,7 @@ from engram.bench.parametric_data import batches, generate_facts
 from engram.config import LoRAConfig
 from engram.parametric.evaluation import AccuracyMatrix, perplexity, recall, recognition_auc
 from engram.parametric.examples import Fact, examples_for
-from engram.parametric.general_text import GENERAL_TEXTS
+from engram.parametric.general_text import GENERAL_TEXTS, docstring_texts
 from engram.parametric.learner import ContinualLearner
 from engram.parametric.safeguards import build_safeguards
 
@@ -108,9 +108,7 @@ def general_texts(n_eval: int, n_replay: int) -> tuple[list[str], list[str]]:
     on), cut to 40 words each: `n_eval` spread evenly over the modules to measure
     perplexity drift on, and up to `n_replay` others, shuffled, that GeRe replays and
     distillation draws from."""
-    from engram.lm.corpus import stdlib_docstrings
-
-    docs = [" ".join(d.split()[:40]) for d in stdlib_docstrings(limit_chars=300_000)]
+    docs = docstring_texts(40, limit_chars=300_000)
     step = max(1, len(docs) // n_eval)
     held = set(range(0, len(docs), step)[:n_eval])
     rest = [d for i, d in enumerate(docs) if i not in held]
@@ -275,12 +273,12 @@ def _train_all(
     names: list[str],
     jobs: int,
     log: Callable[[str], None] | None,
-    source: tuple[str | None, BenchConfig] | None = None,
+    source: tuple[str | None, BenchConfig],
 ) -> dict[str, MethodResult]:
     """Every named method on `setup`; with `jobs` > 1, that many worker processes train
     side by side (each on one thread), costliest methods first."""
     done: dict[str, MethodResult] = {}
-    if jobs <= 1 or source is None:
+    if jobs <= 1:
         for name in names:
             done[name] = _run_named(name, setup)
             if log:

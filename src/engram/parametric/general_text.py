@@ -3,6 +3,8 @@ perplexity drift is measured on when the caller brings none of its own."""
 
 from __future__ import annotations
 
+import functools
+
 GENERAL_TEXTS = [
     "The sun rises in the east and sets in the west.",
     "Water boils at one hundred degrees at sea level.",
@@ -27,7 +29,18 @@ def general_pool(size: int = 512, words: int = 40) -> list[str]:
     """GENERAL_TEXTS, then standard-library docstrings cut to `words` words, `size` in all:
     the ordinary text safeguards replay (GeRe takes the first few) and distill from. The
     docstrings are read from this machine's Python with `ast`; none are shipped."""
+    docs = docstring_texts(words, limit_chars=2000 * size)
+    return list(dict.fromkeys([*GENERAL_TEXTS, *docs]))[:size]
+
+
+@functools.cache
+def _docstring_texts(words: int, limit_chars: int) -> tuple[str, ...]:
     from engram.lm.corpus import stdlib_docstrings
 
-    docs = [" ".join(d.split()[:words]) for d in stdlib_docstrings(limit_chars=2000 * size)]
-    return list(dict.fromkeys([*GENERAL_TEXTS, *docs]))[:size]
+    return tuple(" ".join(d.split()[:words]) for d in stdlib_docstrings(limit_chars=limit_chars))
+
+
+def docstring_texts(words: int, limit_chars: int) -> list[str]:
+    """Standard-library docstrings (about `limit_chars` of them), each cut to `words` words;
+    parsed once per process."""
+    return list(_docstring_texts(words, limit_chars))
