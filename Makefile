@@ -19,9 +19,9 @@ demo: install
 	ENGRAM_HOME=$${ENGRAM_HOME:-$(CURDIR)/.engram-demo} $(BIN)/engram demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	COLUMNS=$${COLUMNS:-80} $(BIN)/python -m pytest -q
 
-# The quick benchmarks CI runs (activation KV caches, parametric LoRA); results go to a
+# The quick benchmarks by hand (tests/test_readme.py runs them in the suite); results go to a
 # temporary folder so docs/benchmarks.md is not rewritten.
 bench-quick: install
 	out=$$(mktemp -d) && \
@@ -31,6 +31,7 @@ bench-quick: install
 
 lint: install
 	$(BIN)/python -m ruff check src tests
+	$(BIN)/python -m mypy src
 
 clean:
 	rm -rf $(VENV) .engram-demo .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -97,3 +98,25 @@ def new_row(text: object, source_id: str | None = None) -> NewMemory:
         occurred_at=None,
         source="test",
     )
+
+
+_BOX = re.compile(r"[\u2500-\u257f]")
+
+
+def plain(output: str) -> str:
+    """Terminal output as one line of words: Rich's panel borders gone and every wrap (at
+    whatever width the terminal had) undone, so a test never depends on the width."""
+    return " ".join(_BOX.sub(" ", output).split())
+
+
+def fill(disk: Path, leave: int = 64 << 10) -> Path:
+    """Fill the disk, then give back `leave` bytes (enough to open a store, not to write)."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler

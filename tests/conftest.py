@@ -7,6 +7,8 @@ a temporary directory, for the session and again for each test.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,9 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         mp.setenv("TOKENIZERS_PARALLELISM", "false")
+        # a user's terminal: 80 columns, whatever the one running the suite has
+        mp.setenv("COLUMNS", "80")
+        mp.delenv("LINES", raising=False)
         yield
     if not existed:
         assert not REAL_HOME.exists(), "the test suite created ~/.engram"
@@ -62,3 +67,21 @@ def memory(tmp_path: Path, embedder: Embedder) -> Iterator[Memory]:
         yield mem
     finally:
         mem.close()
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a disk that can really fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

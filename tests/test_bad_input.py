@@ -86,8 +86,13 @@ ADD_CASES = [
     pytest.param({"content": "hi", "role": 7}, "message is invalid: role", id="bad-role"),
     pytest.param(
         {"content": "hi", "timestamp": "last tuesday"},
-        "message is invalid: timestamp",
+        "message timestamp 'last tuesday' is not an ISO-8601",
         id="bad-message-timestamp",
+    ),
+    pytest.param(
+        {"content": "hi", "timestamp": 12},
+        "message timestamp must be an ISO-8601 string or a datetime, not the number 12",
+        id="numeric-message-timestamp",
     ),
     pytest.param(["fine", ""], "message 1 content is empty", id="second-empty"),
     pytest.param(

@@ -74,11 +74,12 @@ def test_a_lone_caller_runs_at_once() -> None:
     assert time.perf_counter() - start < 1.0
 
 
-def test_an_oversized_request_goes_alone() -> None:
+def test_an_oversized_request_is_queued_one_batch_at_a_time() -> None:
     inner = SlowHash(delay=0.0)
     coalesced = CoalescingEmbedder(inner, max_batch=4)
-    assert coalesced.embed([f"t{i}" for i in range(10)]).shape == (10, 32)
-    assert inner.batches == [10]
+    texts = [f"t{i}" for i in range(10)]
+    assert np.array_equal(coalesced.embed(texts), HashEmbedder(dim=32).embed(texts))
+    assert inner.batches == [4, 4, 2]  # a query arriving meanwhile waits for one batch only
 
 
 def test_a_failure_reaches_every_caller_of_that_batch_and_the_next_still_works() -> None:

@@ -34,7 +34,7 @@ def test_defaults(engram_home: Path) -> None:
     assert cfg.search.default_k == 10
     assert cfg.search.pipeline == "hybrid"
     assert cfg.limits.max_text_chars == 32_000
-    assert cfg.embedder.provider == "sentence-transformers"
+    assert cfg.embedder.provider == "local"
     assert cfg.embedder.model is None
     assert cfg.sqlite.synchronous == "FULL"
 

@@ -146,3 +146,39 @@ def test_failing_batch_through_memory_writes_nothing(memory: Memory) -> None:
             ["valid one", "valid two", {"content": "bad", "timestamp": "never"}], user_id="alice"
         )
     assert table_counts(db_path(memory.home)) == before
+
+
+KILLED_BEFORE_ROWS = r"""
+import os, signal
+from engram import Memory
+from engram.store.sqlite import SQLiteStore
+from _engram_helpers import HashEmbedder
+
+mem = Memory(embedder=HashEmbedder(64))  # ENGRAM_HOME from the environment
+mem.add("an earlier owner", user_id="bob")
+
+def killed(self, cube, rows, vectors):  # the process dies just before the rows are written
+    os.kill(os.getpid(), signal.SIGKILL)
+
+SQLiteStore.insert = killed
+mem.add("never acknowledged", user_id="alice")
+"""
+
+
+def test_sigkill_between_new_owner_and_its_rows_leaves_no_empty_owner(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "ENGRAM_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_ROWS], env=env, capture_output=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert integrity(db_path(home)) == "ok"
+    with Memory(home=home, embedder=HashEmbedder(64)) as mem:
+        assert mem.owners() == ["user:bob"]  # alice was never created without her memory
+        [first] = mem.add("alice's first memory", user_id="alice")
+        assert mem.owners() == ["user:alice", "user:bob"]
+        assert [i.id for i in mem.iter_all(user_id="alice")] == [first.id]

@@ -316,12 +316,21 @@ def test_embedding_failure_during_add_writes_nothing(
         assert [i.memory for i in mem.get_all(user_id="alice").items] == ["first memory"]
 
 
-def test_one_large_add_is_all_or_nothing(endpoint: FakeEndpoint, tmp_path: Path) -> None:
-    """A single `add` is one unit: if embedding fails part-way through a long conversation,
-    nothing of it is stored (a retry must not duplicate the first part)."""
+def test_a_large_add_that_fails_part_way_is_completed_by_its_retry(
+    endpoint: FakeEndpoint, tmp_path: Path
+) -> None:
+    """A large add commits chunk by chunk (other owners interleave): when the embedding
+    endpoint fails part-way, the committed chunks stay, and a retry with the same
+    idempotency key stores the rest without duplicating the first part."""
     remote = OpenAIEmbedder("minilm-remote", endpoint.url, dimensions=384, batch_size=100)
+    turns = [f"turn {i} of a long imported chat" for i in range(1200)]
     with Memory(home=tmp_path, embedder=remote) as mem:
         endpoint.fail_after = 6  # the 7th embedding request (of 12) fails
         with pytest.raises(EmbeddingError):
-            mem.add([f"turn {i} of a long imported chat" for i in range(1200)], user_id="alice")
-        assert mem.get_all(user_id="alice").items == []
+            mem.add(turns, user_id="alice", idempotency_key="import-1")
+        partial = len(list(mem.iter_all(user_id="alice")))
+        assert 0 < partial < len(turns)
+        endpoint.fail_after = None
+        mem.add(turns, user_id="alice", idempotency_key="import-1")
+        stored = [item.memory for item in mem.iter_all(user_id="alice")]
+        assert sorted(stored) == sorted(turns)

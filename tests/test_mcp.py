@@ -89,7 +89,8 @@ def _feedback_events(memory: Memory) -> dict[str, int]:
     """Feedback events recorded per owner (owners with none left out)."""
     counts = {}
     for owner in memory.owners():
-        cube = memory.cube(Scope.of(**Scope.owner_kwargs(owner)))
+        named = Scope.owner_kwargs(owner)
+        cube = memory.cube(Scope.of(named.get("user_id"), named.get("agent_id")))
         counts[owner] = 0 if cube is None else len(memory.store.feedback(cube.id))
     return {owner: n for owner, n in counts.items() if n}
 
@@ -233,3 +234,60 @@ def test_every_tool_is_isolated_between_owners(served: Any) -> None:
     after = (memory.get(alice_id).model_dump(), len(memory.history(alice_id)))
     assert after == before
     assert _feedback_events(memory) == events  # memory_feedback recorded nothing
+
+
+def _error_of(result: Any) -> dict[str, Any]:
+    """The Engram error in a tool error's text ('Error executing tool x: {...}')."""
+    text = " ".join(getattr(part, "text", "") for part in result.content)
+    error: dict[str, Any] = json.loads(text[text.index("{") :])["error"]
+    return error
+
+
+def test_every_tool_refuses_unknown_arguments(served: Any) -> None:
+    """An argument a tool does not take is a tool error naming it, and nothing happens:
+    `delete_memory(hardd=true)` does not archive, `add_memory(owner=...)` adds nothing."""
+    memory, keys, url = served
+    mid = memory.add("refusal probe: the red kite", user_id="alice")[0].id
+    before = (memory.get(mid).model_dump(), len(memory.history(mid)), memory.owners())
+    events = _feedback_events(memory)
+
+    async def session() -> None:
+        async with _http_client(url, keys.alice) as client:
+            tools = (await client.list_tools()).tools
+            assert {t.name for t in tools} == set(TOOLS)
+            for tool in tools:
+                assert tool.input_schema["additionalProperties"] is False, tool.name
+                args = {**_args(tool.input_schema, mid), "bogus_arg": 1, "ctx": None}
+                result = await client.call_tool(tool.name, args)
+                assert result.is_error, tool.name
+                error = _error_of(result)
+                assert error["code"] == "invalid_request", (tool.name, error)
+                assert "'bogus_arg'" in error["message"] and "'ctx'" in error["message"]
+                assert error["details"]["unknown"] == ["bogus_arg", "ctx"]
+            typo = await client.call_tool("delete_memory", {"memory_id": mid, "hardd": True})
+            assert typo.is_error and "hardd" in _error_of(typo)["message"]
+            owner = await client.call_tool("add_memory", {"text": "x", "owner": "user:bob"})
+            assert owner.is_error and _error_of(owner)["details"]["unknown"] == ["owner"]
+
+    anyio.run(session)
+    assert (memory.get(mid).model_dump(), len(memory.history(mid)), memory.owners()) == before
+    assert memory.get(mid).state == "active"
+    assert _feedback_events(memory) == events
+
+
+def test_invalid_argument_types_are_engram_errors(served: Any) -> None:
+    """The SDK's own argument validation answers in Engram's error shape too, without
+    echoing the rejected value."""
+    _, keys, url = served
+    value = "not-a-number-" + "z" * 100
+
+    async def session() -> None:
+        async with _http_client(url, keys.alice) as client:
+            result = await client.call_tool("search_memories", {"query": "x", "k": value})
+            assert result.is_error
+            error = _error_of(result)
+            assert error["code"] == "invalid_request" and error["message"].startswith("k: ")
+            assert [e["loc"] for e in error["details"]["errors"]] == [["k"]]
+            assert value not in json.dumps(error)
+
+    anyio.run(session)

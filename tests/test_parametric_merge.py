@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from _engram_helpers import plain
 from engram.bench.parametric_merge import merge
 from engram.cli import app
 from engram.errors import ValidationError
@@ -91,7 +92,7 @@ def test_cli_refuses_an_unreadable_or_different_earlier_run_before_training(
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
     out = CliRunner().invoke(app, ["bench", "parametric", "--quick", "--update", str(bad)])
-    assert out.exit_code == 2 and "holds no result object" in " ".join(out.output.split())
+    assert out.exit_code == 2 and "holds no result object" in plain(out.output)
     other = tmp_path / "other.json"
     other.write_text(json.dumps(result([row("joint", 1.0)], wall=1)))  # full-size config
     out = CliRunner().invoke(

@@ -323,7 +323,10 @@ def test_rate_limit_per_key(memory: Memory, store: KeyStore, keys: Keys) -> None
 
 
 def test_healthz_and_metrics(client: TestClient, keys: Keys) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "version": "0.1.0", "auth": True}
+    import engram
+
+    health = client.get("/healthz").json()
+    assert health == {"status": "ok", "version": engram.__version__, "auth": True}
     client.get("/v1/owners", headers=keys.alice)
     client.get("/v1/memories/nope", headers=keys.alice)
     text = client.get("/metrics").text

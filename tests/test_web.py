@@ -44,13 +44,29 @@ def test_every_asset_the_page_names_is_served_locally(client: TestClient) -> Non
     assets = re.findall(r'(?:src|href)="([^"#]+)"', page)
     assert "/static/app.js" in assets and "/static/style.css" in assets
     assert all(a.startswith("/static/") for a in assets), assets  # no CDN, nothing remote
-    imports = re.findall(r'from "\./([^"]+)"', (STATIC_DIR / "app.js").read_text())
-    assert imports == ["api.js"]
-    for asset in [*assets, *(f"/static/{name}" for name in imports)]:
+    imports = _module_graph("app.js")
+    assert {"api.js", "dom.js", "tabs.js", "diff.js", "timeline.js"} <= imports
+    assert imports == {p.name for p in STATIC_DIR.glob("*.js")} - {"app.js"}  # none unused
+    for asset in [*assets, *(f"/static/{name}" for name in sorted(imports))]:
         response = client.get(asset)
         assert response.status_code == 200, asset
         assert response.headers["x-content-type-options"] == "nosniff"
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+
+
+def _module_graph(entry: str) -> set[str]:
+    """Every module `entry` imports, directly or not; each import is a local `./x.js`."""
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        source = (STATIC_DIR / todo.pop()).read_text()
+        for spec in re.findall(r'^import .* from "([^"]+)";$', source, re.M):
+            assert spec.startswith("./") and spec.endswith(".js"), spec  # nothing remote
+            name = spec[2:]
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen
 
 
 def test_page_routes_stay_out_of_the_openapi_spec(client: TestClient) -> None:

@@ -8,14 +8,12 @@ memories through the Python API, which the server shares.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from _browser_helpers import MISSING
 from _server_helpers import running_server
 from engram import AddRequest, Memory
 from engram.embed import Embedder
@@ -23,24 +21,26 @@ from engram.errors import NotFoundError
 from engram.server.app import create_app
 from engram.server.keys import KeyStore
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    pytest.skip(
-        "the browser tests need Debian's chromium and chromium-driver "
-        "(apt-get install -y chromium chromium-driver)",
-        allow_module_level=True,
-    )
+if MISSING:
+    pytest.skip(MISSING, allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+from _browser_helpers import (  # noqa: E402
+    alert,
+    by_id,
+    chromium,
+    fresh_page,
+    idle,
+    show_view,
+    status,
+    until,
+)
 
 pytestmark = pytest.mark.slow
-WAIT_S = 20
 
 
 @dataclass
@@ -74,68 +74,23 @@ def site(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterat
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--lang=en-US",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 # --- page helpers ------------------------------------------------------------------------
 
 
-def until(driver: webdriver.Chrome, condition: Callable[[], Any], what: str) -> Any:
-    return WebDriverWait(driver, WAIT_S).until(lambda _: condition(), message=what)
-
-
-def idle(driver: webdriver.Chrome) -> None:
-    until(
-        driver,
-        lambda: driver.execute_script("return document.body.dataset.busy") == "0",
-        "the page finished its requests",
-    )
-
-
-def by_id(driver: webdriver.Chrome, element_id: str) -> WebElement:
-    return driver.find_element(By.ID, element_id)
-
-
-def status(driver: webdriver.Chrome) -> str:
-    return by_id(driver, "status").text
-
-
-def alert(driver: webdriver.Chrome) -> str:
-    box = by_id(driver, "alert")
-    return box.text if box.is_displayed() else ""
-
-
-def fresh_page(driver: webdriver.Chrome, url: str, hash_: str = "") -> None:
-    """Load the page with an empty session (no saved key or owner). The session is cleared
-    on a page of the same origin that runs no script, so no request of the app races it."""
-    driver.get(url + "/healthz")
-    driver.execute_script("sessionStorage.clear()")
-    driver.get(url + "/" + hash_)
-    idle(driver)
-
-
 def sign_in(driver: webdriver.Chrome, site: Site, key: str, hash_: str = "") -> None:
+    """Sign in with `key`; the memories view is shown (a #memory link shows it itself)."""
     fresh_page(driver, site.url, hash_)
     field = by_id(driver, "api-key")
     assert field.is_displayed() and field.get_attribute("type") == "password"
     field.send_keys(key, Keys.ENTER)  # the form submits from the keyboard
     until(driver, lambda: by_id(driver, "workspace").is_displayed(), "signed in")
     idle(driver)
+    if not hash_:
+        show_view(driver, "memories")
 
 
 def owner_options(driver: webdriver.Chrome) -> list[str]:
@@ -181,6 +136,7 @@ def test_search_then_open_shows_provenance_and_history(browser, site: Site) -> N
         user_id="alice",
         session_id="s-tea",
         metadata={"topic": "drinks"},
+        timestamp="2021-03-04T08:00:00",
     )
     site.memory.add("My sister lives in Lisbon", user_id="alice", session_id="s-family")
     sign_in(browser, site, site.alice)
@@ -189,7 +145,8 @@ def test_search_then_open_shows_provenance_and_history(browser, site: Site) -> N
     until(browser, lambda: "results for" in status(browser), "search answered")
     hits = browser.find_elements(By.CSS_SELECTOR, "#search-results li")
     assert hits and hits[0].get_attribute("data-id") == tea.id
-    assert "score" in hits[0].text and "s-tea" in hits[0].text
+    assert "relevance" in hits[0].text and "s-tea" in hits[0].text
+    assert "2021" in hits[0].text  # when it was said, as `engram list` shows it
 
     hits[0].find_element(By.CSS_SELECTOR, "button.open").click()
     until(browser, lambda: by_id(browser, "detail").is_displayed(), "the hit opened")
@@ -334,6 +291,7 @@ def test_no_auth_server_needs_no_key(browser, site: Site) -> None:
     fresh_page(browser, site.open_url)
     until(browser, lambda: by_id(browser, "workspace").is_displayed(), "the workspace shows")
     idle(browser)
+    show_view(browser, "memories")
     assert not by_id(browser, "key-form").is_displayed()
     assert "without authentication" in by_id(browser, "key-info").text
     assert {"user:alice", "user:bob"} <= set(owner_options(browser))
@@ -351,6 +309,7 @@ def test_browse_filters_and_load_more(browser, site: Site) -> None:
     ]
     site.memory.add_batch(requests)
     fresh_page(browser, site.open_url)
+    show_view(browser, "memories")
     Select(by_id(browser, "owner")).select_by_value("user:carol")
     until(browser, lambda: "of user:carol" in status(browser), "carol's memories loaded")
     assert len(listed(browser)) == 50  # one page

@@ -4,35 +4,35 @@ from __future__ import annotations
 
 import functools
 import json
-import os
+import re
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from importlib import resources
 from pathlib import Path
-from typing import IO, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from engram.activation.cli import kv_app
 from engram.bench.cli import bench_app
-from engram.config import EmbedderConfig, load_config
-from engram.embed import Embedder, build_embedder
 from engram.errors import EngramError, ValidationError
 from engram.extract.cli import jobs_app
 from engram.lifecycle.cli import register as register_lifecycle_commands
 from engram.lm.cli import lm_app
-from engram.memory import Memory
 from engram.parametric.cli import lora_app
-from engram.scope import Scope
 from engram.server.cli import register as register_server_commands
-from engram.types import MemoryItem, SearchHit
+
+if TYPE_CHECKING:  # loaded when a command runs: `engram --help` imports typer and rich only
+    from engram.embed import Embedder
+    from engram.memory import Memory
+    from engram.types import MemoryItem, SearchHit
 
 app = typer.Typer(
     help="Engram: a memory operating system for LLM applications.",
@@ -56,7 +56,16 @@ state = _State()
 
 UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Owner: user id.")]
 AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", help="Owner: agent id.")]
+MemoryIdArg = Annotated[str, typer.Argument(help="Memory id, or a unique prefix of it.")]
 SessionOpt = Annotated[str | None, typer.Option("--session", "-s", help="Session id.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from engram._version import __version__
+
+        print(f"engram {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -66,15 +75,40 @@ def _global(
         typer.Option("--home", help="Store directory (default: $ENGRAM_HOME or ~/.engram)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     state.home, state.as_json = home, as_json
 
 
+# The API's argument names, as the user typed them here.
+_FLAGS = {
+    "user_id": "-u/--user",
+    "agent_id": "-a/--agent",
+    "session_id": "-s/--session",
+    "memory_id": "the memory ID",
+}
+_PYTHON_ARGS = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+
+
+def cli_words(message: str) -> str:
+    """An API error message with Python argument names replaced by this CLI's flags."""
+    return _PYTHON_ARGS.sub(lambda m: _FLAGS[m.group(1)], message)
+
+
 def _fail(code: str, message: str, exit_code: int) -> None:
+    message = cli_words(message)
     if state.as_json:
         print(json.dumps({"error": {"code": code, "message": message}}))
     else:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        # soft wrap: the terminal folds long lines; no newline lands inside a path
+        from rich.markup import escape  # a message may hold brackets: engram-os[server]
+
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code)
 
 
@@ -97,6 +131,9 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
 @functools.cache
 def _embedder(settings: str) -> Embedder:
     """One embedder per process and configuration (the model loads once)."""
+    from engram.config import EmbedderConfig
+    from engram.embed import build_embedder
+
     return build_embedder(EmbedderConfig.model_validate_json(settings))
 
 
@@ -104,6 +141,9 @@ def _embedder(settings: str) -> Embedder:
 def opened() -> Iterator[Memory]:
     """The Memory of --home. The embedding model loads only when a command embeds
     (add, search, import, demo); list, show, history, export ... never load it."""
+    from engram.config import load_config
+    from engram.memory import Memory
+
     overrides: dict[str, Any] = {} if state.home is None else {"home": state.home}
     config = load_config(**overrides)
     memory = Memory(
@@ -119,22 +159,9 @@ def _owners(memory: Memory, user: str | None, agent: str | None) -> list[dict[st
     """The owner named by -u/-a (validated by the API, "" included), else every owner."""
     if user is not None or agent is not None:
         return [{"user_id": user, "agent_id": agent}]
+    from engram.scope import Scope
+
     return [dict(Scope.owner_kwargs(owner)) for owner in memory.owners()]
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[IO[str]]:
-    """A temporary file next to `path`, renamed over it only when the block succeeds."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _emit(payload: Any) -> None:
@@ -172,17 +199,26 @@ def _source(item: MemoryItem | SearchHit) -> str:
     return " ".join(x for x in parts if x)
 
 
-def _items_table(items: list[MemoryItem], title: str) -> Table:
-    table = Table(title=title, show_lines=False, expand=True)
-    table.add_column("id", style="dim", no_wrap=True, max_width=10)
-    table.add_column("type", no_wrap=True)
-    table.add_column("when", no_wrap=True)
-    table.add_column("source", no_wrap=True)
-    table.add_column("memory", ratio=1)
-    for item in items:
-        style = "dim" if item.state.value == "archived" else None
-        table.add_row(item.id[:8], item.type, _when(item), _source(item), item.memory, style=style)
-    return table
+def _cards(title: str, rows: list[tuple[str, MemoryItem | SearchHit]]) -> None:
+    """One memory per card: a line of who/when/id, then its text over the full width,
+    indented. Reads at 80 columns, where a table squeezes the text to a word a line."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    out.print(f"[bold]{title}[/]", highlight=False)
+    for lead, item in rows:
+        state_ = getattr(item, "state", None)  # a SearchHit is never archived
+        archived = state_ is not None and state_.value == "archived"
+        head = Text(f"{lead:>7}  " if lead else "")
+        head.append(_when(item), style="cyan")
+        head.append(f"  {_source(item)}  " if _source(item) else "  ")
+        head.append(f"{item.type}  " if item.type != "turn" else "")
+        head.append(item.id[:8], style="dim")
+        if archived:
+            head.append("  archived", style="yellow")
+        out.print(head, highlight=False)
+        text = Text(item.memory, style="dim" if archived else "")
+        out.print(Padding(text, (0, 0, 0, 9 if lead else 2)), highlight=False)
 
 
 @app.command()
@@ -251,15 +287,10 @@ def search(
     if state.as_json:
         _emit([_dump(h) for h in hits])
         return
-    table = Table(title=f"{len(hits)} hits for {query!r}", expand=True)
-    table.add_column("score", justify="right", no_wrap=True)
-    table.add_column("when", no_wrap=True)
-    table.add_column("source", no_wrap=True)
-    table.add_column("memory", ratio=1)
-    table.add_column("id", style="dim", no_wrap=True, max_width=10)
-    for hit in hits:
-        table.add_row(f"{hit.score:.3f}", _when(hit), _source(hit), hit.memory, hit.id[:8])
-    out.print(table)
+    _cards(
+        f"{len(hits)} hits for {query!r}, best first (left: relevance 0-1)",
+        [(f"{hit.relevance:.2f}", hit) for hit in hits],
+    )
 
 
 @app.command()
@@ -282,9 +313,9 @@ def feedback(
     with opened() as memory:
         result = memory.feedback(
             query,
-            cited=cited or [],
-            used=used or [],
-            wrong=wrong or [],
+            cited=[memory.resolve_id(i) for i in cited or []],
+            used=[memory.resolve_id(i) for i in used or []],
+            wrong=[memory.resolve_id(i) for i in wrong or []],
             user_id=user,
             agent_id=agent,
         )
@@ -320,17 +351,17 @@ def list_(
     if state.as_json:
         _emit(_dump(page))
         return
-    out.print(_items_table(page.items, f"{len(page.items)} memories"))
+    _cards(f"{len(page.items)} memories", [("", item) for item in page.items])
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
 
 
 @app.command()
 @reports_errors
-def show(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
+def show(memory_id: MemoryIdArg) -> None:
     """Show one memory with its provenance and statistics."""
     with opened() as memory:
-        item = memory.get(memory_id)
+        item = memory.get(memory.resolve_id(memory_id))
     if state.as_json:
         _emit(_dump(item))
         return
@@ -352,21 +383,22 @@ def show(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
 
 @app.command()
 @reports_errors
-def history(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
+def history(memory_id: MemoryIdArg) -> None:
     """Every version of a memory: what, when, why."""
     with opened() as memory:
+        memory_id = memory.resolve_id(memory_id)
         versions = memory.history(memory_id)
     if state.as_json:
         _emit([_dump(v) for v in versions])
         return
-    table = Table(title=f"history of {memory_id}", expand=True)
+    table = Table(title=f"history of {memory_id}", expand=True, box=box.SIMPLE_HEAD)
     for col in ("v", "event", "at", "reason", "memory"):
-        table.add_column(col, ratio=1 if col == "memory" else None)
+        table.add_column(col, ratio=1 if col == "memory" else None, no_wrap=col in ("v", "at"))
     for v in versions:
         table.add_row(
             str(v.version),
             v.event.value,
-            v.at.strftime("%Y-%m-%d %H:%M:%S"),
+            v.at.strftime("%Y-%m-%d %H:%M"),
             v.reason or "",
             v.memory or "",
         )
@@ -376,30 +408,31 @@ def history(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> Non
 @app.command()
 @reports_errors
 def delete(
-    memory_id: Annotated[str, typer.Argument(help="Memory id.")],
+    memory_id: MemoryIdArg,
     hard: Annotated[bool, typer.Option("--hard", help="Erase for good (GDPR).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --hard.")] = False,
     reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
 ) -> None:
     """Archive a memory (restorable), or erase it with --hard."""
     with opened() as memory:
+        memory_id = memory.resolve_id(memory_id)  # an unknown id fails before the question
         if hard and not yes:
-            memory.get(memory_id)  # an unknown id fails before the question
             if not typer.confirm(f"Erase {memory_id} and its history for good?"):
                 raise typer.Exit(1)
-        memory.delete(memory_id, hard=hard, reason=reason)
-    if state.as_json:
-        _emit({"id": memory_id, "deleted": "hard" if hard else "archived"})
+        memory.delete(memory_id, hard=hard, reason=reason, source="cli")
+    if state.as_json:  # the same words as REST and MCP
+        _emit({"id": memory_id, "deleted": "erased" if hard else "archived"})
     else:
         out.print(f"{'erased' if hard else 'archived'} {memory_id}")
 
 
 @app.command()
 @reports_errors
-def restore(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
+def restore(memory_id: MemoryIdArg) -> None:
     """Restore an archived memory."""
     with opened() as memory:
-        item = memory.restore(memory_id)
+        memory_id = memory.resolve_id(memory_id)
+        item = memory.restore(memory_id, source="cli")
     if state.as_json:
         _emit(_dump(item))
     else:
@@ -419,28 +452,25 @@ def import_(
     """Import conversations (idempotent: turns with a known source id are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from engram.importers import import_file
+    from engram.importers import plan_import, run_import
 
-    with (
-        opened() as memory,
-        Progress(
+    with opened() as memory:
+        # the whole file is checked before anything is written or any bar is drawn
+        plan = plan_import(path, fmt, user, prefix, memory=memory)  # type: ignore[arg-type]
+        with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=err,
             disable=state.as_json,
-        ) as bar,
-    ):
-        task = bar.add_task(f"importing {path.name}", total=None)
-        report = import_file(
-            memory,
-            path,
-            fmt,  # type: ignore[arg-type]
-            user_id=user,
-            user_prefix=prefix,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        ) as bar:
+            task = bar.add_task(f"importing {path.name}", total=plan.rows)
+            report = run_import(
+                memory,
+                plan,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     summary = {
         "format": report.format,
         "owners": report.owners,
@@ -470,30 +500,18 @@ def export(
         Path | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
     archived: Annotated[bool, typer.Option("--archived", help="Include archived.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Export memories as JSON lines (all owners unless one is given)."""
+    from engram.exporting import export_file, write_jsonl
+
     with opened() as memory:
         scopes = _owners(memory, user, agent)
         if output is None:
-            _write_export(memory, scopes, archived, sys.stdout)
+            write_jsonl(memory, scopes, sys.stdout, archived)
             return
-        try:
-            with _replacing(output) as sink:
-                count = _write_export(memory, scopes, archived, sink)
-        except OSError as exc:
-            _fail("output_error", f"cannot write {output}: {exc.strerror or exc}", 1)
+        count = export_file(memory, output, scopes, include_archived=archived, force=force)
     err.print(f"exported {count} memories to {output}")
-
-
-def _write_export(
-    memory: Memory, scopes: list[dict[str, str | None]], archived: bool, sink: IO[str]
-) -> int:
-    count = 0
-    for scope in scopes:
-        for item in memory.iter_all(**scope, include_archived=archived):
-            sink.write(item.model_dump_json() + "\n")
-            count += 1
-    return count
 
 
 @app.command()
@@ -506,22 +524,18 @@ def stats(user: UserOpt = None, agent: AgentOpt = None) -> None:
     if state.as_json:
         _emit({"store": location, "owners": [_dump(r) for r in rows]})
         return
-    table = Table(title=f"store {location}")
-    for col in ("owner", "active", "archived", "sessions", "types", "from", "to"):
-        table.add_column(col)
-    for r in rows:
-        types = ", ".join(f"{k} {v}" for k, v in sorted(r.by_type.items()))
-        table.add_row(
-            r.owner,
-            str(r.active),
-            str(r.archived),
-            str(r.sessions),
-            types,
-            f"{r.first_at:%Y-%m-%d}" if r.first_at else "",
-            f"{r.last_at:%Y-%m-%d}" if r.last_at else "",
+    out.print(f"store {location}", highlight=False, soft_wrap=True)
+    for r in rows:  # a card per owner: an owner id is never cut, at any width
+        types = ", ".join(f"{k} {v}" for k, v in sorted(r.by_type.items())) or "no types"
+        first = f"{r.first_at:%Y-%m-%d}" if r.first_at else ""
+        last = f"{r.last_at:%Y-%m-%d}" if r.last_at else ""
+        span = f"  {first} – {last}" if first else ""
+        out.print(f"[bold]{r.owner}[/]", highlight=False, soft_wrap=True)
+        out.print(
+            f"  {r.active} active, {r.archived} archived, {r.sessions} sessions;"
+            f"  {types};{span}",
+            highlight=False,
         )
-    out.print(table)
-
 
 DEMO_QUERIES = [
     "Where did Maya move to?",
@@ -549,7 +563,7 @@ def demo() -> None:
             for hit in memory.search(query, user_id="maya-tomas", k=3):
                 p = hit.provenance
                 out.print(
-                    f"  {hit.score:6.2f}  [dim]{p.source_id} {p.timestamp:%d %b %Y}[/] "
+                    f"  {hit.relevance:4.2f}  [dim]{p.source_id} {p.timestamp:%d %b %Y}[/] "
                     f"{p.name}: {hit.memory}",
                     highlight=False,
                 )
@@ -609,8 +623,28 @@ def normalize_argv(args: list[str]) -> list[str]:
     return args
 
 
+def _plain_flags(command: Any) -> None:
+    """Flags take no value: show `--json`, not typer's `--json <bool>`, in every help."""
+    from typer._click.core import Context
+
+    for param in [*command.params, command.get_help_option(Context(command))]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
+def command() -> Any:
+    """The click command behind `app`, as `engram` runs it."""
+    import typer.main
+
+    built = typer.main.get_command(app)
+    _plain_flags(built)
+    return built
+
+
 def main() -> None:
-    app(args=normalize_argv(sys.argv[1:]), prog_name="engram")
+    command()(args=normalize_argv(sys.argv[1:]), prog_name="engram")
 
 
 if __name__ == "__main__":

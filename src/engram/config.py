@@ -34,8 +34,9 @@ class EmbedderConfig(_Section):
     """Which embedding model turns text into vectors."""
 
     provider: str = Field(
-        default="sentence-transformers",
-        description="A registered embedder: 'sentence-transformers' (local) or 'openai' "
+        default="local",
+        description="A registered embedder: 'local' (numpy encoder for small batches, "
+        "sentence-transformers for bulk), 'numpy-bert', 'sentence-transformers', or 'openai' "
         "(any OpenAI-compatible /v1/embeddings endpoint).",
     )
     model: str | None = Field(
@@ -49,6 +50,14 @@ class EmbedderConfig(_Section):
         default=None, gt=0, description="Vector size, required for 'openai' unless probed."
     )
     batch_size: int = Field(default=32, gt=0, le=4096, description="Texts per forward pass.")
+    small_batch: int = Field(
+        default=16,
+        ge=0,
+        le=4096,
+        description="'local': batches of up to this many texts (a query, a message) run on "
+        "the numpy encoder without importing torch; larger ones on sentence-transformers. "
+        "0: always sentence-transformers.",
+    )
     coalesce: bool = Field(
         default=True,
         description="Concurrent callers share model calls (queued texts go as one batch).",
@@ -93,6 +102,13 @@ class LimitsConfig(_Section):
     max_query_chars: int = Field(default=4_096, gt=0, description="Longest search query.")
     max_batch: int = Field(default=10_000, gt=0, description="Most messages in one add.")
     max_metadata_bytes: int = Field(default=16_384, gt=0, description="Largest metadata JSON.")
+    add_chunk: int = Field(
+        default=128,
+        gt=0,
+        description="Messages embedded and committed together in one add; a larger add is "
+        "written in chunks, each its own transaction, so other owners' writes and searches "
+        "interleave.",
+    )
 
 
 class SQLiteConfig(_Section):
@@ -118,6 +134,23 @@ class ServerConfig(_Section):
     )
     rate_limit_burst: int = Field(
         default=100, gt=0, description="Requests a key may make at once before the rate applies."
+    )
+    auth_failure_rate_per_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="Failed authentications per second per client address, sustained; past "
+        "it the address gets 429 before any key lookup (0: no limit).",
+    )
+    auth_failure_burst: int = Field(
+        default=20,
+        gt=0,
+        description="Failed authentications a client address may make at once before the "
+        "rate applies.",
+    )
+    idempotency_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long a write's Idempotency-Key and its stored response are kept.",
     )
 
 

@@ -60,7 +60,25 @@ class MemCube:
         items = self.store.by_keys(self.id, [s.key for s in ranked])
         if self.access is not None:
             self.access.record(self.id, [s.key for s in ranked])
-        return [SearchHit.of(items[s.key], s.score) for s in ranked if s.key in items]
+        kept = [s for s in ranked if s.key in items]
+        relevance = self._relevance([s.key for s in kept], ctx.vector)
+        return [
+            SearchHit.of(items[s.key], s.score, relevance[s.key])
+            for s in kept
+            if s.key in relevance
+        ]
+
+    def _relevance(self, keys: list[int], query: np.ndarray) -> dict[int, float]:
+        """Cosine of the query and each memory, clipped to [0, 1]: an absolute scale,
+        unlike the ranking score. A memory erased meanwhile is left out."""
+        for _ in range(2):
+            try:
+                cosines = self.store.vectors(self.id, keys) @ query if keys else []
+            except KeyError:  # erased between ranking and now: keep those still there
+                keys = list(self.store.by_keys(self.id, keys))
+                continue
+            return {key: min(1.0, max(0.0, float(c))) for key, c in zip(keys, cosines, strict=True)}
+        return {}
 
     def feedback(
         self, query: str, labels: dict[str, FeedbackLabel], reranker: OnlineReranker
@@ -124,10 +142,11 @@ class MemCube:
         metadata: dict[str, Any] | None,
         reason: str | None,
         event: VersionEvent = VersionEvent.UPDATE,
+        source: str = "api",
     ) -> MemoryItem:
         key = self._key(memory_id)
         current = self.get(memory_id)
-        change = Change(event=event, metadata=metadata, reason=reason, source="api")
+        change = Change(event=event, metadata=metadata, reason=reason, source=source)
         if text is not None and text != current.memory:
             new_index = index_text(text, current.provenance.name)
             change = Change(
@@ -137,21 +156,23 @@ class MemCube:
                 vector=self.embedder.embed_one(new_index),
                 metadata=metadata,
                 reason=reason,
-                source="api",
+                source=source,
             )
         try:
             return self.store.change(self.id, key, change)
         except NotFoundError as err:  # erased while this update was being prepared
             raise NotFoundError(f"no memory {memory_id!r} for {self.owner}") from err
 
-    def archive(self, memory_id: str, reason: str | None) -> int:
+    def archive(self, memory_id: str, reason: str | None, source: str = "api") -> int:
+        key = self._key(memory_id)
         return self.store.set_state(
-            self.id, [self._key(memory_id)], MemoryState.ARCHIVED, VersionEvent.DELETE, reason
+            self.id, [key], MemoryState.ARCHIVED, VersionEvent.DELETE, reason, source
         )
 
-    def restore(self, memory_id: str, reason: str | None) -> int:
+    def restore(self, memory_id: str, reason: str | None, source: str = "api") -> int:
+        key = self._key(memory_id)
         return self.store.set_state(
-            self.id, [self._key(memory_id)], MemoryState.ACTIVE, VersionEvent.RESTORE, reason
+            self.id, [key], MemoryState.ACTIVE, VersionEvent.RESTORE, reason, source
         )
 
     def purge(self, memory_id: str) -> int:

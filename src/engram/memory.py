@@ -29,22 +29,31 @@ from engram.lifecycle import Lifecycle
 from engram.lifecycle.api import RetentionVerbs
 from engram.lifecycle.core import check_expiry
 from engram.scope import (
+    CursorCodec,
     Scope,
     build_filter,
     check_flag,
     check_id,
-    decode_cursor,
-    encode_cursor,
     parse_memory_type,
     parse_time,
 )
+from engram.secret import load_or_create_secret, secret_path
 from engram.store.base import NewMemory, Store
 from engram.store.feedback import FeedbackLabel
 from engram.text.access import AccessRecorder
-from engram.text.ingest import MessagesInput, check_metadata, check_text, new_rows, to_messages
+from engram.text.ingest import (
+    MessagesInput,
+    check_metadata,
+    check_text,
+    keyed_rows,
+    new_rows,
+    to_messages,
+)
 from engram.text.reranker import OnlineReranker
 from engram.text.retrieval import PIPELINES, Retriever, build_pipeline
 from engram.types import CubeStats, FeedbackResult, MemoryItem, MemoryType, Page, SearchHit, Version
+
+MIN_ID_PREFIX = 4  # as git: shorter abbreviations are refused, not guessed
 
 
 def open_store(config: EngramConfig, dim: int | None) -> Store:
@@ -95,6 +104,9 @@ class LazyEmbedder(Embedder):
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return self.inner.embed(texts)
+
+    def _embed_for(self, owner: str, texts: list[str]) -> np.ndarray:
+        return self.inner.for_owner(owner).embed(texts)
 
 
 class _CubeCache:
@@ -147,6 +159,7 @@ class AddRequest:
     source: str = "api"
     ttl: timedelta | float | None = None  # archived by gc this long after the add
     expires_at: datetime | str | None = None  # ... or at this time (not both)
+    idempotency_key: str | None = None  # a retried add returns what the first one stored
 
 
 class Memory(RetentionVerbs, ExtractionVerbs):
@@ -181,6 +194,7 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         self._reranker = OnlineReranker()
         self._cubes = _CubeCache()
         self._lock = threading.Lock()
+        self._cursor_codec: CursorCodec | None = None
         self.pipeline()  # the configured name: a ConfigError at start if unknown
         Lifecycle.check(self.config.retention)  # likewise the decay law and policies
         self._owns = (embedder is None, store is None)  # close only what we opened
@@ -221,6 +235,14 @@ class Memory(RetentionVerbs, ExtractionVerbs):
                 self._pipelines[name] = build_pipeline(name)
             return self._pipelines[name]
 
+    def _cursors(self) -> CursorCodec:
+        """Seals page cursors with the store's secret (read or made on first use)."""
+        with self._lock:
+            if self._cursor_codec is None:
+                secret = load_or_create_secret(secret_path(self.config.sqlite_path))
+                self._cursor_codec = CursorCodec(secret)
+            return self._cursor_codec
+
     def cube(self, scope: Scope, create: bool = False) -> MemCube | None:
         """The MemCube of a scope's owner (None if it has no memories yet)."""
         owner = scope.owner
@@ -234,7 +256,14 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         if cached is not None:
             return cached
         return self._cubes.put(
-            MemCube(owner, cube_id, self.store, self.embedder, self.access, self.lifecycle)
+            MemCube(
+                owner,
+                cube_id,
+                self.store,
+                self.embedder.for_owner(owner),  # per-owner embedding cache
+                self.access,
+                self.lifecycle,
+            )
         )
 
     def _owned(self, memory_id: str, user_id: str | None, agent_id: str | None) -> MemCube:
@@ -273,12 +302,20 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         source: str = "api",
         ttl: timedelta | float | None = None,
         expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[MemoryItem]:
         """Store each message as a memory with provenance; returns what was stored.
         `ttl` (a timedelta or seconds) or `expires_at`: gc archives it after that.
 
         A message whose `source_id` already exists in the owner's cube is not stored twice:
         the existing memory is returned in its place (imports are idempotent).
+
+        A large add is embedded and committed `limits.add_chunk` messages at a time, each
+        chunk its own transaction, so other owners' writes and searches interleave with it;
+        an add that fails part-way keeps the chunks already committed. `idempotency_key`
+        makes such an add safe to retry: messages without a `source_id` get one derived
+        from the key, their position and their content, so a retry with the same key and
+        messages stores only what is missing and returns every memory of the add.
         """
         request = AddRequest(
             messages,
@@ -291,8 +328,9 @@ class Memory(RetentionVerbs, ExtractionVerbs):
             source,
             ttl,
             expires_at,
+            idempotency_key,
         )
-        return self.add_batch([request], chunk_size=None)[0]
+        return self.add_batch([request], chunk_size=self.config.limits.add_chunk)[0]
 
     def add_batch(
         self,
@@ -340,8 +378,9 @@ class Memory(RetentionVerbs, ExtractionVerbs):
     def _write_rows(self, scope: Scope, rows: list[NewMemory]) -> list[MemoryItem]:
         """Store rows in the owner's cube; a cube erased meanwhile is created afresh."""
         for attempt in range(2):
-            cube = self.cube(scope, create=True)
-            assert cube is not None  # create=True
+            cube = self.cube(scope)
+            if cube is None:
+                return self._first_rows(scope, rows)
             try:
                 return cube.add(rows)
             except CubeGoneError:
@@ -349,6 +388,23 @@ class Memory(RetentionVerbs, ExtractionVerbs):
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def _first_rows(self, scope: Scope, rows: list[NewMemory]) -> list[MemoryItem]:
+        """A new owner: its cube is created in the transaction that writes its first rows,
+        so a crash between the two can never leave an owner without memories."""
+        owner_embedder = self.embedder.for_owner(str(scope.owner))  # per-owner cache
+        vectors = owner_embedder.embed([row.index_text for row in rows])
+        with self.store.transaction():
+            cube_id = self.store.cube_id(str(scope.owner), create=True)
+            assert cube_id is not None  # create=True
+            items = self.store.insert(cube_id, rows, vectors)
+        self.cube(scope)  # cache the new cube like any other
+        return items
+
+    def check(self, request: AddRequest) -> None:
+        """Validate one add exactly as `add_batch` would, writing nothing (an import checks
+        a whole file before it writes any of it)."""
+        self._plan_at(0, request, 1)
 
     def _plan_at(self, i: int, req: Any, total: int) -> tuple[Scope, list[NewMemory]]:
         """Validate request `i`; a ValidationError says which request (`.index`)."""
@@ -371,6 +427,8 @@ class Memory(RetentionVerbs, ExtractionVerbs):
             timestamp=parse_time(req.timestamp, "timestamp"),
             source=check_id(req.source, "source"),
         )
+        if req.idempotency_key is not None:
+            rows = keyed_rows(rows, check_id(req.idempotency_key, "idempotency_key"))
         expiry = check_expiry(req.ttl, parse_time(req.expires_at, "expires_at"), datetime.now(UTC))
         return scope, self.lifecycle.new_rows(rows, expiry)
 
@@ -457,6 +515,28 @@ class Memory(RetentionVerbs, ExtractionVerbs):
             raise ValidationError(f"k must be an integer from 1 to {self.config.search.max_k}")
         return k
 
+    def resolve_id(self, prefix: str) -> str:
+        """The full id of the one memory (of any owner) whose id starts with `prefix`, as
+        git resolves abbreviated hashes: for operators (the CLI). NotFoundError when none,
+        ValidationError naming the candidates when several. The REST API and MCP take
+        full ids only, so a tenant cannot probe other owners' ids."""
+        check_id(prefix, "memory id")
+        if self.store.locate(prefix) is not None:
+            return prefix
+        if len(prefix) < MIN_ID_PREFIX:
+            raise NotFoundError(
+                f"no memory {prefix!r} (an id prefix needs {MIN_ID_PREFIX} or more characters)"
+            )
+        found = self.store.ids_with_prefix(prefix, 6)
+        if not found:
+            raise NotFoundError(f"no memory whose id starts with {prefix!r}")
+        if len(found) > 1:
+            shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            raise ValidationError(
+                f"id prefix {prefix!r} is ambiguous: {shown}; give more characters"
+            )
+        return found[0]
+
     def get(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None
     ) -> MemoryItem:
@@ -489,12 +569,14 @@ class Memory(RetentionVerbs, ExtractionVerbs):
             filters=filters,
             include_archived=include_archived,
         )
-        after = decode_cursor(cursor)
+        owner = str(scope.owner)
+        after = None if cursor is None else self._cursors().decode(cursor, owner)
         cube = self.cube(scope)
         if cube is None:
             return Page(items=[])
         page, next_key = cube.page(flt, limit, after)
-        return Page(items=page.items, next_cursor=encode_cursor(next_key))
+        sealed = None if next_key is None else self._cursors().encode(next_key, owner)
+        return Page(items=page.items, next_cursor=sealed)
 
     def iter_all(
         self,
@@ -519,15 +601,19 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         reason: str | None = None,
         user_id: str | None = None,
         agent_id: str | None = None,
+        source: str = "api",
     ) -> MemoryItem:
-        """Write a new version (text re-embedded); the old one stays in `history`."""
+        """Write a new version (text re-embedded); the old one stays in `history`.
+        `source` names the surface in the version record (api, cli, rest, mcp)."""
         if text is None and metadata is None:
             raise ValidationError("update needs new text, new metadata or both")
         if text is not None:
             text = check_text(text, self.config.limits.max_text_chars)
         meta = None if metadata is None else check_metadata(metadata, self.config.limits)
         reason = self._reason(reason)
-        return self._owned(memory_id, user_id, agent_id).update(memory_id, text, meta, reason)
+        source = check_id(source, "source")
+        cube = self._owned(memory_id, user_id, agent_id)
+        return cube.update(memory_id, text, meta, reason, source=source)
 
     def delete(
         self,
@@ -537,16 +623,18 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         reason: str | None = None,
         user_id: str | None = None,
         agent_id: str | None = None,
+        source: str = "api",
     ) -> None:
         """Archive a memory (restorable); `hard=True` erases it and its history (GDPR)."""
         hard = check_flag(hard, "hard")
+        source = check_id(source, "source")
         reason = self._reason(reason)
         cube = self._owned(memory_id, user_id, agent_id)
         if hard:
             cube.purge(memory_id)
             self._cubes.discard(cube.owner)  # erased when it was the owner's last memory
         else:
-            cube.archive(memory_id, reason)
+            cube.archive(memory_id, reason, source)
 
     def restore(
         self,
@@ -555,11 +643,13 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         reason: str | None = None,
         user_id: str | None = None,
         agent_id: str | None = None,
+        source: str = "api",
     ) -> MemoryItem:
         """Bring an archived memory back; records a 'restore' version."""
         reason = self._reason(reason)
+        source = check_id(source, "source")
         cube = self._owned(memory_id, user_id, agent_id)
-        cube.restore(memory_id, reason)
+        cube.restore(memory_id, reason, source)
         return cube.get(memory_id)
 
     def delete_all(

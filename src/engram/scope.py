@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,13 +15,14 @@ from typing import Any
 
 from engram.errors import ValidationError
 from engram.store.base import FILTER_OPERATORS, MemoryFilter
-from engram.timeutil import iso
+from engram.timeutil import iso, parse_time
 from engram.types import MEMORY_TYPES, MemoryState, MemoryType
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SCALARS = (str, int, float, bool, type(None))
 _MAX_KEY = 2**63 - 1
+_B64URL = re.compile(r"[A-Za-z0-9_-]{1,128}")
 MAX_NESTING = 32  # metadata / filter containers; json and SQLite recurse per level
 
 
@@ -110,24 +114,6 @@ class Scope:
         return self.agent_id if self.user_id is not None else None
 
 
-def parse_time(value: Any, what: str) -> datetime | None:
-    """An ISO-8601 string or datetime that converts to UTC, or None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError as err:
-            raise ValidationError(f"{what} {value!r} is not an ISO-8601 date-time") from err
-    if not isinstance(value, datetime):
-        raise ValidationError(f"{what} must be an ISO-8601 string or a datetime")
-    try:
-        iso(value)
-    except OverflowError as err:
-        raise ValidationError(f"{what} {value.isoformat()} is outside the UTC range") from err
-    return value
-
-
 def parse_types(
     types: Iterable[str | MemoryType] | str | MemoryType | None,
 ) -> tuple[str, ...]:
@@ -214,22 +200,69 @@ def _naive(value: datetime) -> datetime:
     return datetime.fromisoformat(iso(value))
 
 
-def encode_cursor(key: int | None) -> str | None:
-    if key is None:
-        return None
-    return base64.urlsafe_b64encode(f"k{key}".encode()).decode().rstrip("=")
+CURSOR_PREFIX = "c1"  # version of the cursor format below
+_NONCE, _BODY, _TAG = 12, 20, 16  # nonce, nonce + sealed key, truncated HMAC-SHA256
 
 
-def decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not isinstance(cursor, str):
-        raise ValidationError("cursor must be a string from a previous page's next_cursor")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        key = int(raw[1:]) if raw.startswith("k") else -1
+class CursorCodec:
+    """Opaque, owner-bound page cursors sealed with a per-store secret.
+
+    Stdlib-only authenticated encryption (encrypt-then-MAC): the row key is XORed with
+    HMAC-SHA256(enc_key, random nonce), then HMAC-SHA256(mac_key, version, nonce,
+    ciphertext, owner) is appended. A cursor thus reveals nothing about the store-wide
+    insertion counter, and one replayed by another owner or altered is refused."""
+
+    def __init__(self, secret: bytes):
+        if len(secret) < 16:
+            raise ValueError("a cursor secret needs at least 16 bytes")
+        self._enc = _prf(secret, b"engram/cursor/enc")
+        self._mac = _prf(secret, b"engram/cursor/mac")
+
+    def encode(self, key: int | None, owner: str) -> str | None:
+        if key is None:
+            return None
         if not 0 <= key <= _MAX_KEY:
-            raise ValueError(raw)
-        return key
-    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
-        raise ValidationError(f"cursor {cursor!r} is not one Engram issued") from err
+            raise ValueError(f"row key {key} outside the signed 64-bit range")
+        nonce = secrets.token_bytes(_NONCE)
+        body = nonce + _xor(key.to_bytes(8, "big"), _prf(self._enc, nonce)[:8])
+        sealed = body + self._tag(body, owner)
+        return CURSOR_PREFIX + base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+    def decode(self, cursor: Any, owner: str) -> int | None:
+        """The row key sealed in `cursor` for `owner`; ValidationError if it is not one
+        this store issued to this owner (garbage, altered, or another owner's)."""
+        if cursor is None:
+            return None
+        if not isinstance(cursor, str):
+            raise ValidationError("cursor must be a string from a previous page's next_cursor")
+        sealed = _unpack(cursor)
+        if sealed is None or not hmac.compare_digest(
+            sealed[_BODY:], self._tag(sealed[:_BODY], owner)
+        ):
+            shown = cursor if len(cursor) <= 64 else cursor[:64] + "..."
+            raise ValidationError(f"cursor {shown!r} is not one Engram issued for this owner")
+        nonce, ciphertext = sealed[:_NONCE], sealed[_NONCE:_BODY]
+        return int.from_bytes(_xor(ciphertext, _prf(self._enc, nonce)[:8]), "big")
+
+    def _tag(self, body: bytes, owner: str) -> bytes:
+        return _prf(self._mac, CURSOR_PREFIX.encode() + body + owner.encode("utf-8"))[:_TAG]
+
+
+def _unpack(cursor: str) -> bytes | None:
+    """The sealed bytes of a well-formed cursor, else None."""
+    text = cursor.removeprefix(CURSOR_PREFIX)
+    if text == cursor or not _B64URL.fullmatch(text):
+        return None
+    try:
+        sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return sealed if len(sealed) == _BODY + _TAG else None
+
+
+def _prf(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))

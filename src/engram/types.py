@@ -6,7 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engram.timeutil import parse_time
 
 
 class _Strict(BaseModel):
@@ -63,6 +65,12 @@ class Message(_Strict):
         default=None, description="Caller's id for this turn (e.g. a LoCoMo dia_id)."
     )
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _one_time_rule(cls, value: Any) -> Any:
+        """ISO-8601 or a datetime, never a number (see `engram.timeutil.parse_time`)."""
+        return parse_time(value, "timestamp")
+
 
 class Provenance(_Strict):
     """Where a memory came from."""
@@ -116,7 +124,17 @@ class SearchHit(_Strict):
 
     id: str
     memory: str
-    score: float
+    score: float = Field(
+        description="Ranking score: higher ranks first; comparable within one result list "
+        "only (the hybrid pipeline sums signals standardised over the owner's memories)."
+    )
+    relevance: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity of query and memory under the embedder, clipped to "
+        "[0, 1]: comparable across searches and owners (see docs/api.md for its scale).",
+    )
     type: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance
@@ -124,11 +142,12 @@ class SearchHit(_Strict):
     updated_at: datetime
 
     @classmethod
-    def of(cls, item: MemoryItem, score: float) -> SearchHit:
+    def of(cls, item: MemoryItem, score: float, relevance: float = 0.0) -> SearchHit:
         return cls(
             id=item.id,
             memory=item.memory,
             score=score,
+            relevance=relevance,
             type=item.type,
             metadata=item.metadata,
             provenance=item.provenance,

@@ -42,7 +42,8 @@ def build(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Owner: user id.")] = None,
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="Owner: agent id.")] = None,
     ids: Annotated[
-        list[str] | None, typer.Option("--id", help="Memory id to include (repeatable).")
+        list[str] | None,
+        typer.Option("--id", help="Memory id (or unique prefix) to use; repeatable."),
     ] = None,
     top: Annotated[int | None, typer.Option(help="The N most-accessed memories.")] = None,
     recent: Annotated[int | None, typer.Option(help="The N newest memories.")] = None,
@@ -74,7 +75,7 @@ def build(
                 compressor=compressor,
                 user_id=user,
                 agent_id=agent,
-                ids=ids or None,
+                ids=[memory.resolve_id(i) for i in ids] if ids else None,
                 top=top,
                 recent=recent,
             )

@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from engram.activation.block import KVBlock
 from engram.activation.errors import KVCorruptError, KVFormatTooNewError, KVModelMismatchError
 from engram.activation.layers import layer_from_tensors
+from engram.errors import StoreError, write_error
 
 FORMAT = "engram-kv"
 FORMAT_VERSION = 1
@@ -69,23 +71,52 @@ def manifest_of(block: KVBlock, sha256: str) -> dict[str, Any]:
     }
 
 
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous tensors, each with storage of its own: safetensors refuses tensors that
+    share memory (a short block's KIVI residual window *is* its positions tensor)."""
+    seen: set[int] = set()
+    out = {}
+    for name, tensor in tensors.items():
+        t = tensor.contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen and t.numel():
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write and flush a file to disk (a full disk raises here, with its errno)."""
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def save_block(block: KVBlock, directory: Path) -> Path:
-    """Write `block` to `directory` atomically (a finished directory replaces any old one)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    """Write `block` to `directory` atomically (a finished directory replaces any old one).
+    A full disk is a DiskFullError naming the path; stored blocks are left as they were."""
     try:
-        tensors = {}
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    except OSError as err:
+        raise write_error(err, directory, other=StoreError) from err
+    try:
+        tensors: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(block.layers):
-            tensors |= {k: v.contiguous() for k, v in layer.tensors(f"layers.{i}").items()}
-        save_file(tensors, str(staging / DATA), metadata={"format": FORMAT})
-        manifest = manifest_of(block, _sha256(staging / DATA))
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            tensors |= layer.tensors(f"layers.{i}")
+        data = save(_unshared(tensors), metadata={"format": FORMAT})
+        _write(staging / DATA, data)
+        manifest = manifest_of(block, hashlib.sha256(data).hexdigest())
+        _write(staging / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    except OSError as err:
+        raise write_error(err, directory, other=StoreError) from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
     return directory
 
 

@@ -13,15 +13,36 @@ import typer
 
 from engram.errors import ValidationError
 
-bench_app = typer.Typer(help="Benchmarks; results go to docs/benchmarks.md.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: print and save JSON results; --doc rewrites a markdown section.",
+    no_args_is_help=True,
+)
 
 ResultsOpt = Annotated[Path, typer.Option(help="Folder for JSON results.")]
-DocOpt = Annotated[Path, typer.Option(help="Markdown file whose section is rewritten.")]
+DocOpt = Annotated[
+    Path | None,
+    typer.Option(help="Markdown file whose section to rewrite (e.g. docs/benchmarks.md)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 def _command() -> str:
     return "engram " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _write(doc: Path | None, name: str, markdown: str) -> None:
+    """Rewrite the doc's section only when asked: a benchmark never edits a checkout."""
+    if doc is not None:
+        from engram.bench.report import write_section
+
+        write_section(doc, name, markdown)
+
+
+def _figure(doc: Path | None, results: Path, name: str) -> tuple[Path, str]:
+    """Where a plot goes (img/ beside the doc when one is rewritten, else beside the JSON
+    results) and the path the markdown links it by."""
+    base = doc.parent if doc is not None else results
+    return base / "img" / name, f"img/{name}"
 
 
 def _ints(text: str) -> list[int]:
@@ -40,18 +61,18 @@ def ingest(
     pipeline: Annotated[str, typer.Option(help="Retrieval pipeline.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", help="Hits per search.")] = 10,
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest turns/s and search p50/p95 (query embedding included)."""
     from engram.bench import ingest as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     sample = resources.files("engram") / "data" / "sample_conversation.json"
     with resources.as_file(sample) as default:
         result = bench.run(data or default, _ints(convs) or None, pipeline, k)
     save_json(results, "ingest", result)
-    write_section(doc, "ingest", bench.markdown(result, _command()))
+    _write(doc, "ingest", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else json.dumps(result["total"], indent=2))
 
 
@@ -62,16 +83,16 @@ def vectors(
     k: Annotated[int, typer.Option("-k", help="Top k.")] = 100,
     queries: Annotated[int, typer.Option(help="Queries per size.")] = 200,
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Exact top-k latency: numpy matrix vs faiss vs sqlite-vec (when installed)."""
     from engram.bench import vectors as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     result = bench.run(_ints(sizes), dim, k, queries)
     save_json(results, "vectors", result)
-    write_section(doc, "vectors", bench.markdown(result, _command()))
+    _write(doc, "vectors", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))
 
 
@@ -85,12 +106,12 @@ def locomo(
         bool, typer.Option("--ablation", help="Also run every hybrid-no-<part> pipeline.")
     ] = False,
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Evidence recall@k, MRR, NDCG@10, latency and ingest speed vs BM25 and dense."""
     from engram.bench import locomo as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
@@ -99,10 +120,9 @@ def locomo(
     ablations = sorted(p for p in PIPELINES if p.startswith("hybrid-no-")) if ablation else None
     result = bench.run(data, _ints(ks), pipeline, _ints(convs) or None, ablations=ablations)
     save_json(results, "locomo", result)
-    plot_path = doc.parent / "img" / "locomo-recall.png"
-    plotted = bench.plot(result, plot_path)
-    rel = str(plot_path.relative_to(doc.parent)) if plotted else None
-    write_section(doc, "locomo", bench.markdown(result, _command(), rel))
+    plot_path, link = _figure(doc, results, "locomo-recall.png")
+    rel = link if bench.plot(result, plot_path) else None
+    _write(doc, "locomo", bench.markdown(result, _command(), rel))
     print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
 
 
@@ -113,12 +133,12 @@ def feedback(
     ] = None,
     convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Held-out recall before and after feedback on the other half of the questions."""
     from engram.bench import feedback as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     if data is not None and not data.is_file():
         raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
@@ -126,7 +146,7 @@ def feedback(
     with resources.as_file(sample) as default:
         result = bench.run(data or default, _ints(convs) or None)
     save_json(results, "feedback", result)
-    write_section(doc, "feedback", bench.markdown(result, _command()))
+    _write(doc, "feedback", bench.markdown(result, _command()))
     if as_json:
         print(json.dumps(result))
     else:
@@ -140,7 +160,7 @@ def kv(
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Reduced grid (< 3 min, CI).")] = False,
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Stored KV caches: bytes vs fp16, perplexity / KL, probe accuracy, TTFT vs recompute."""
@@ -148,13 +168,13 @@ def kv(
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from engram.bench import kv as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     result = bench.run(model, quick)
     save_json(results, "kv", result)
-    plot_path = doc.parent / "img" / "kv-bytes-vs-ppl.png"
-    rel = str(plot_path.relative_to(doc.parent)) if bench.plot(result, plot_path) else None
-    write_section(doc, "kv", bench.markdown(result, _command(), rel))
+    plot_path, link = _figure(doc, results, "kv-bytes-vs-ppl.png")
+    rel = link if bench.plot(result, plot_path) else None
+    _write(doc, "kv", bench.markdown(result, _command(), rel))
     print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
 
 
@@ -165,16 +185,16 @@ def serve(
     owners: Annotated[int, typer.Option(help="Owners (one write key each).")] = 8,
     seed: Annotated[int, typer.Option(help="Memories stored before the load.")] = 200,
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load test of `engram serve` on loopback: throughput, p50/p99, errors."""
     from engram.bench import serve as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     result = bench.run(clients, seconds, owners, seed)
     save_json(results, "serve", result)
-    write_section(doc, "serve", bench.markdown(result, _command()))
+    _write(doc, "serve", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))
     if result["total"]["errors"]:
         raise typer.Exit(1)
@@ -216,7 +236,7 @@ def parametric(
         ),
     ] = None,
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """LoRA continual learning: recall, BWT, forgetting, ppl drift per safeguard vs naive,
@@ -224,7 +244,7 @@ def parametric(
     import dataclasses
 
     from engram.bench import parametric as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     config = bench.BenchConfig.quick() if quick else bench.BenchConfig()
     if methods:
@@ -257,15 +277,12 @@ def parametric(
         except ValidationError as err:
             raise typer.BadParameter(str(err), param_hint="--update") from err
     save_json(results, "parametric", result)
-    images = (
-        doc.parent / "img" / "parametric-matrix.png",
-        doc.parent / "img" / "parametric-curves.png",
-    )
+    figures = [_figure(doc, results, f"parametric-{n}.png") for n in ("matrix", "curves")]
     rel = None
-    if bench.plot(result, *images):
-        rel = tuple(str(p.relative_to(doc.parent)) for p in images)
+    if bench.plot(result, *(path for path, _ in figures)):
+        rel = tuple(link for _, link in figures)
     text = bench.markdown(result, _command(), rel)  # type: ignore[arg-type]
-    write_section(doc, "parametric", text)
+    _write(doc, "parametric", text)
     print(json.dumps({"methods": result["methods"]}) if as_json else text)
 
 
@@ -284,16 +301,16 @@ def router(
     data: Annotated[Path, typer.Option(help="LoCoMo-format JSON file.")],
     convs: Annotated[str, typer.Option(help="Conversation indexes, e.g. 0,1 (default all).")] = "",
     results: ResultsOpt = Path("bench-results"),
-    doc: DocOpt = Path("docs/benchmarks.md"),
+    doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The adaptive router vs the default pipeline: recall per category and latency."""
     from engram.bench import router as bench
-    from engram.bench.report import save_json, write_section
+    from engram.bench.report import save_json
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
     result = bench.run(data, _ints(convs) or None)
     save_json(results, "router", result)
-    write_section(doc, "router", bench.markdown(result, _command()))
+    _write(doc, "router", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))

@@ -26,6 +26,23 @@ def _sentence_transformers(cfg: EmbedderConfig) -> Embedder:
     )
 
 
+def _numpy_bert(cfg: EmbedderConfig) -> Embedder:
+    from engram.embed.numpy_bert import NumpyBertEmbedder
+
+    return NumpyBertEmbedder(cfg.model, batch_size=cfg.batch_size)
+
+
+def _local(cfg: EmbedderConfig) -> Embedder:
+    """Queries and single messages on numpy (fast start), bulk on sentence-transformers."""
+    if cfg.small_batch == 0:
+        return _sentence_transformers(cfg)
+    from engram.embed.routed import BatchRoutedEmbedder
+
+    return BatchRoutedEmbedder(
+        _numpy_bert(cfg), lambda: _sentence_transformers(cfg), cfg.small_batch
+    )
+
+
 def _openai(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.openai import OpenAIEmbedder
 
@@ -34,6 +51,8 @@ def _openai(cfg: EmbedderConfig) -> Embedder:
     )
 
 
+register_embedder("local", _local)
+register_embedder("numpy-bert", _numpy_bert)
 register_embedder("sentence-transformers", _sentence_transformers)
 register_embedder("openai", _openai)
 

@@ -42,8 +42,42 @@ class Embedder(ABC):
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def for_owner(self, owner: str) -> Embedder:
+        """This embedder as one owner's calls see it. Wrappers that keep state across calls
+        (the LRU cache) keep each owner's state apart, so timing never tells one owner what
+        another embedded; stateless embedders are shared as they are."""
+        if type(self)._embed_for is Embedder._embed_for:
+            return self
+        return OwnerEmbedder(self, owner)
+
+    def _embed_for(self, owner: str, texts: list[str]) -> np.ndarray:
+        """`_embed` on behalf of `owner`; overridden by wrappers with per-owner state."""
+        return self._embed(texts)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, models)."""
+
+
+class OwnerEmbedder(Embedder):
+    """`parent` as seen by one owner (`Embedder.for_owner`). Name and dimension are read
+    from the parent on use, so a lazily built parent stays unbuilt until a text arrives."""
+
+    def __init__(self, parent: Embedder, owner: str):
+        self.parent, self.owner = parent, owner
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.parent.name
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        return self.parent.dim
+
+    def for_owner(self, owner: str) -> Embedder:
+        return self.parent.for_owner(owner)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return self.parent._embed_for(self.owner, texts)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -4,6 +4,16 @@ While one thread runs the model, texts from other threads queue up; when it fini
 first waiting thread takes everything queued (up to `max_batch` texts) as one batch. A lone
 caller runs at once — there is no timer and no extra thread — and a server with many
 concurrent searches embeds them in batches, several times cheaper per text on a CPU.
+
+A call with more than `max_batch` texts (a bulk add) queues them one batch at a time, so a
+query that arrives meanwhile waits for at most one batch, not for the whole bulk call.
+
+A batch holds one owner's texts only (`Embedder.for_owner`; calls made for no owner form
+a group of their own). Batched transformer inference is not bit-identical to one text at a
+time (padding, kernel shapes: cosine 0.99999), so a batch mixing owners would let the
+scores one owner sees depend on what another owner was embedding at the same moment.
+Nothing outlives a batch (no cache here; the per-owner LRU sits in front), so all that one
+owner can notice of another is load: a call waits while other calls run.
 """
 
 from __future__ import annotations
@@ -14,11 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engram.embed.base import Embedder, EmbeddingError
+from engram.embed.cache import NO_OWNER
 
 
 @dataclass
 class _Request:
     texts: list[str]
+    owner: str
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     result: np.ndarray | None = None
@@ -37,7 +49,20 @@ class CoalescingEmbedder(Embedder):
         self.model_calls = 0
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        request = _Request(texts)
+        return self._embed_for(NO_OWNER, texts)
+
+    def _embed_for(self, owner: str, texts: list[str]) -> np.ndarray:
+        if len(texts) <= self.max_batch:
+            return self._submit(owner, texts)
+        # one batch at a time: callers that queue meanwhile go before the next piece
+        pieces = [
+            self._submit(owner, texts[start : start + self.max_batch])
+            for start in range(0, len(texts), self.max_batch)
+        ]
+        return np.concatenate(pieces)
+
+    def _submit(self, owner: str, texts: list[str]) -> np.ndarray:
+        request = _Request(texts, owner)
         with self._lock:
             self._pending.append(request)
             request.lead = not self._busy
@@ -53,15 +78,19 @@ class CoalescingEmbedder(Embedder):
         return request.result
 
     def _run_batch(self) -> None:
-        with self._lock:
-            batch, size = [], 0
-            while self._pending and (
-                not batch or size + len(self._pending[0].texts) <= self.max_batch
-            ):
-                batch.append(self._pending.pop(0))
-                size += len(batch[-1].texts)
+        with self._lock:  # the first waiting request, then more of its owner's in order
+            first = self._pending.pop(0)
+            batch, size, rest = [first], len(first.texts), []
+            for r in self._pending:
+                if r.owner == first.owner and size + len(r.texts) <= self.max_batch:
+                    batch.append(r)
+                    size += len(r.texts)
+                else:
+                    rest.append(r)
+            self._pending = rest
         try:
-            vectors = self.inner.embed([t for r in batch for t in r.texts])
+            texts = [t for r in batch for t in r.texts]
+            vectors = self.inner.for_owner(first.owner).embed(texts)
             self.model_calls += 1
         except BaseException as err:  # every caller in the batch sees the failure
             for r in batch:

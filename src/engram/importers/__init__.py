@@ -2,13 +2,16 @@
 
 Imports are idempotent: a message whose source id (an exported memory's own id when it
 has none) is already stored for its owner is skipped, and the report counts only the
-memories this import stored."""
+memories this import stored. A file is read twice: once to check all of it (nothing is
+written unless every line is valid), then again to write it in batches, so a JSON-lines
+import holds one batch in memory, not the file."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,36 +68,81 @@ def locomo_requests(conv: Conversation, user_prefix: str = "") -> list[AddReques
     return [request for _, request in _locomo_sessions(conv, user_prefix)]
 
 
-def plan_import(
-    path: Path, fmt: Format = "auto", user_id: str | None = None, user_prefix: str = ""
-) -> tuple[str, list[PlannedAdd]]:
-    """Read and validate a whole file's shape before anything is written."""
+def _locomo_adds(path: Path, user_id: str | None, user_prefix: str) -> Iterator[PlannedAdd]:
+    prefix = user_prefix if user_id is None else f"{user_id}:"
+    for conv in read_locomo(path):
+        for session, request in _locomo_sessions(conv, prefix):
+            yield PlannedAdd(f"{path}: {conv.sample_id} session_{session.index}", request)
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """A file checked whole and ready to import; `adds()` reads it again, one add at a
+    time (JSON lines stream: memory stays bounded whatever the file's size)."""
+
+    path: Path
+    format: str
+    user_id: str | None
+    user_prefix: str
+    requests: int
+    rows: int
+    owners: int
+
+    def adds(self) -> Iterator[PlannedAdd]:
+        if self.format == "locomo":
+            return _locomo_adds(self.path, self.user_id, self.user_prefix)
+        return read_jsonl(self.path, self.user_id)
+
+
+def _format(path: Path, fmt: str) -> str:
     if not path.is_file():
         raise ValidationError(f"{path} is not a file")
     if fmt == "auto":
-        fmt = "locomo" if looks_like_locomo(path) else "jsonl"
-    if fmt == "locomo":
-        prefix = user_prefix if user_id is None else f"{user_id}:"
-        planned = [
-            PlannedAdd(f"{path}: {conv.sample_id} session_{session.index}", request)
-            for conv in read_locomo(path)
-            for session, request in _locomo_sessions(conv, prefix)
-        ]
-    elif fmt == "jsonl":
-        planned = list(read_jsonl(path, user_id))
-    else:
+        return "locomo" if looks_like_locomo(path) else "jsonl"
+    if fmt not in ("locomo", "jsonl"):
         raise ValidationError(f"unknown import format {fmt!r}; use auto, locomo or jsonl")
-    if not planned:
+    return fmt
+
+
+def _owner(add: PlannedAdd) -> str:
+    try:
+        return str(Scope.of(add.request.user_id, add.request.agent_id).owner)
+    except ValidationError as err:
+        raise ValidationError(f"{add.where}: {err}") from err
+
+
+def plan_import(
+    path: Path | str,
+    fmt: Format = "auto",
+    user_id: str | None = None,
+    user_prefix: str = "",
+    memory: Memory | None = None,
+) -> ImportPlan:
+    """Read and check the whole file before anything is written, one add at a time; with
+    `memory`, each add is also checked as `Memory.add` checks it. Errors say where."""
+    path = Path(path)
+    plan = ImportPlan(path, _format(path, fmt), user_id, user_prefix, 0, 0, 0)
+    requests = rows = 0
+    owners: set[str] = set()
+    for add in plan.adds():
+        owners.add(_owner(add))
+        if memory is not None:
+            try:
+                memory.check(add.request)
+            except ValidationError as err:
+                raise ValidationError(f"{add.where}: {err}") from err
+        requests += 1
+        rows += len(_source_ids(add.request))
+    if not requests:
         raise ValidationError(f"{path} holds no messages")
-    return fmt, planned
+    return replace(plan, requests=requests, rows=rows, owners=len(owners))
 
 
 @dataclass
 class _Triage:
-    """Which planned adds still need writing, and what they will store."""
+    """Which planned adds of a batch still need writing, and what they will store."""
 
     fresh: list[PlannedAdd]
-    owners: int
     new_rows: int
 
 
@@ -113,13 +161,11 @@ def _source_ids(request: AddRequest) -> list[str | None]:
 
 
 def _triage(memory: Memory, planned: list[PlannedAdd]) -> _Triage:
-    """Skip adds whose every message is already stored for its owner; count the rest."""
+    """Skip adds whose every message is already stored for its owner; count the rest.
+    Earlier batches are stored by now, so a source id repeated across batches is skipped."""
     by_owner: dict[str, tuple[Scope, list[tuple[int, PlannedAdd]]]] = {}
     for i, add in enumerate(planned):
-        try:
-            scope = Scope.of(add.request.user_id, add.request.agent_id)
-        except ValidationError as err:
-            raise ValidationError(f"{add.where}: {err}") from err
+        scope = Scope.of(add.request.user_id, add.request.agent_id)  # checked by the plan
         by_owner.setdefault(str(scope.owner), (scope, []))[1].append((i, add))
     fresh: list[tuple[int, PlannedAdd]] = []
     new_rows = 0
@@ -136,8 +182,76 @@ def _triage(memory: Memory, planned: list[PlannedAdd]) -> _Triage:
                 if sid is None or sid not in known:
                     new_rows += 1
                     if sid is not None:
-                        known.add(sid)  # a source id repeated in the file is stored once
-    return _Triage([add for _, add in sorted(fresh, key=lambda x: x[0])], len(by_owner), new_rows)
+                        known.add(sid)  # a source id repeated in the batch is stored once
+    return _Triage([add for _, add in sorted(fresh, key=lambda x: x[0])], new_rows)
+
+
+def _batches(adds: Iterator[PlannedAdd], rows: int) -> Iterator[list[PlannedAdd]]:
+    """Consecutive adds, about `rows` messages per batch."""
+    batch: list[PlannedAdd] = []
+    count = 0
+    for add in adds:
+        batch.append(add)
+        count += len(_source_ids(add.request))
+        if count >= rows:
+            yield batch
+            batch, count = [], 0
+    if batch:
+        yield batch
+
+
+def _write_batch(
+    memory: Memory, fresh: list[PlannedAdd], progress: Callable[[int], None] | None
+) -> int:
+    """Store a batch's fresh adds; archive those exported archived. Returns how many
+    were archived."""
+    try:
+        results = memory.add_batch([add.request for add in fresh], progress=progress)
+    except InvalidRequestError as err:
+        raise ValidationError(f"{fresh[err.index].where}: {err.problem}") from err
+    archived = 0
+    for add, items in zip(fresh, results, strict=True):
+        if add.archived:
+            for item in items:
+                memory.delete(item.id, reason="archived in the imported export")
+                archived += 1
+    return archived
+
+
+def _offset(progress: Callable[[int, int], None], base: int, total: int, n: int) -> None:
+    progress(base + n, total)
+
+
+def run_import(
+    memory: Memory,
+    plan: ImportPlan,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    batch_rows: int = 2048,
+) -> ImportReport:
+    """Write a planned import `batch_rows` messages at a time (one transaction per batch
+    and owner); `progress(done, total)` counts messages stored or skipped so far."""
+    start = time.perf_counter()
+    done = stored = archived = 0
+    for batch in _batches(plan.adds(), batch_rows):
+        triage = _triage(memory, batch)
+        if triage.fresh:
+            step = None if progress is None else partial(_offset, progress, done, plan.rows)
+            archived += _write_batch(memory, triage.fresh, step)
+        stored += triage.new_rows
+        done += sum(len(_source_ids(add.request)) for add in batch)
+        if progress is not None:
+            progress(done, plan.rows)
+    return ImportReport(
+        plan.format,
+        plan.owners,
+        plan.requests,
+        plan.rows,
+        stored,
+        time.perf_counter() - start,
+        skipped=plan.rows - stored,
+        archived=archived,
+    )
 
 
 def import_file(
@@ -149,45 +263,19 @@ def import_file(
     user_prefix: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Import a file; `progress(done, total)` reports rows written. Errors name the file
-    and line (JSON lines) or sample and session (LoCoMo)."""
-    path = Path(path)
-    fmt, planned = plan_import(path, fmt, user_id, user_prefix)
-    rows = sum(len(_source_ids(add.request)) for add in planned)
-    triage = _triage(memory, planned)
-    total = sum(len(_source_ids(add.request)) for add in triage.fresh)
-    start = time.perf_counter()
-    try:
-        results = memory.add_batch(
-            [add.request for add in triage.fresh],
-            progress=None if progress is None else (lambda done: progress(done, total)),
-        )
-    except InvalidRequestError as err:
-        raise ValidationError(f"{triage.fresh[err.index].where}: {err.problem}") from err
-    archived = 0
-    for add, items in zip(triage.fresh, results, strict=True):
-        if add.archived:
-            for item in items:
-                memory.delete(item.id, reason="archived in the imported export")
-                archived += 1
-    seconds = time.perf_counter() - start
-    return ImportReport(
-        fmt,
-        triage.owners,
-        len(planned),
-        rows,
-        triage.new_rows,
-        seconds,
-        skipped=rows - triage.new_rows,
-        archived=archived,
-    )
+    """Check the whole file, then import it; `progress(done, total)` reports messages.
+    Errors name the file and line (JSON lines) or file, sample and session (LoCoMo)."""
+    plan = plan_import(path, fmt, user_id, user_prefix, memory=memory)
+    return run_import(memory, plan, progress=progress)
 
 
 __all__ = [
+    "ImportPlan",
     "ImportReport",
     "PlannedAdd",
     "import_file",
     "locomo_requests",
     "plan_import",
     "read_locomo",
+    "run_import",
 ]

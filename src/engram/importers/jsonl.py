@@ -66,6 +66,10 @@ def _request(obj: Any, user_id: str | None) -> tuple[AddRequest, bool]:
         return _from_export(obj)
     if "messages" in obj:
         messages = obj["messages"]
+        if not isinstance(messages, list):
+            raise ValidationError(
+                "'messages' must be a list of messages; for one message give 'content'"
+            )
     elif "content" in obj:
         messages = [{k: obj[k] for k in _MESSAGE_KEYS if k in obj}]
     else:

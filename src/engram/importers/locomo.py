@@ -187,22 +187,47 @@ def _category(value: Any) -> int | None:
 
 
 def read_locomo(path: Path | str) -> list[Conversation]:
-    """Parse a LoCoMo-format JSON file; raise ValidationError naming what is wrong."""
+    """Parse a LoCoMo-format JSON file; raise ValidationError naming the file and what is
+    wrong (the line for bad JSON, the sample and session for a bad sample)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except RecursionError as err:
         raise ValidationError(f"cannot read {path} as JSON: nested too deeply") from err
-    except (OSError, ValueError) as err:  # ValueError: bad UTF-8, bad JSON, huge integers
+    except json.JSONDecodeError as err:
+        raise ValidationError(
+            f"{path}:{err.lineno}: cannot read {path} as JSON: {err.msg} (column {err.colno})"
+        ) from err
+    except (OSError, ValueError) as err:  # ValueError: bad UTF-8, huge integers
         raise ValidationError(f"cannot read {path} as JSON: {err}") from err
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
         raise ValidationError(f"{path}: expected a list of LoCoMo samples")
-    return [parse_conversation(sample, i) for i, sample in enumerate(data)]
+    try:
+        return [parse_conversation(sample, i) for i, sample in enumerate(data)]
+    except ValidationError as err:
+        raise ValidationError(f"{path}: {err}") from err
+
+
+def _is_sample(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("conversation"), dict)
 
 
 def looks_like_locomo(path: Path) -> bool:
-    """Cheap sniff: a JSON document (not JSON lines) whose samples have 'conversation'."""
+    """Sniff the first non-blank line: JSON lines when it is a whole JSON value by itself
+    (unless that value is a LoCoMo sample or a list of them); a LoCoMo document otherwise."""
     with path.open("rb") as fh:
-        head = fh.read(4096).lstrip()
-    return head.startswith(b"[") or (head.startswith(b"{") and b'"conversation"' in head)
+        first = next((line for line in fh if line.strip()), b"")
+    try:
+        head = first.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False  # the JSON-lines reader says which line is not UTF-8
+    if not head.startswith(("[", "{")):
+        return False
+    try:
+        value = json.loads(head)
+    except (ValueError, RecursionError):
+        return True  # the first line is not a whole value: a document over several lines
+    if isinstance(value, list):
+        return bool(value) and all(_is_sample(sample) for sample in value)
+    return _is_sample(value)

@@ -16,6 +16,7 @@ out = Console()
 
 UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Owner: user id.")]
 AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", help="Owner: agent id.")]
+MemoryIdArg = Annotated[str, typer.Argument(help="Memory id, or a unique prefix of it.")]
 
 
 def _root() -> Any:
@@ -88,7 +89,7 @@ def gc(
 
 def _pin_command(pinned: bool) -> Any:
     def command(
-        memory_id: Annotated[str, typer.Argument(help="Memory id.")],
+        memory_id: MemoryIdArg,
         reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
     ) -> None:
         root = _root()
@@ -97,11 +98,12 @@ def _pin_command(pinned: bool) -> Any:
         def run() -> None:
             with root.opened() as memory:
                 verb = memory.pin if pinned else memory.unpin
-                info = verb(memory_id, reason=reason)
+                full_id = memory.resolve_id(memory_id)
+                info = verb(full_id, reason=reason)
             if root.state.as_json:
                 print(info.model_dump_json())
             else:
-                out.print(f"{'pinned' if pinned else 'unpinned'} {memory_id}")
+                out.print(f"{'pinned' if pinned else 'unpinned'} {full_id}")
 
         run()
 
@@ -111,14 +113,14 @@ def _pin_command(pinned: bool) -> Any:
     return command
 
 
-def retention(memory_id: Annotated[str, typer.Argument(help="Memory id.")]) -> None:
+def retention(memory_id: MemoryIdArg) -> None:
     """A memory's tier, strength, retrievability, recalls, pin and expiry."""
     root = _root()
 
     @root.reports_errors
     def run() -> None:
         with root.opened() as memory:
-            info = memory.retention(memory_id)
+            info = memory.retention(memory.resolve_id(memory_id))
         if root.state.as_json:
             print(info.model_dump_json())
             return

@@ -73,3 +73,8 @@ def build_decay_law(spec: str) -> DecayLaw:
         return cls(**kwargs)
     except ValueError as err:
         raise ConfigError(f"decay law {name!r}: {err}") from err
+
+
+# The built-in strategies register themselves on import; importing them here (after the
+# registry exists) makes every entry point see them, whichever module it imports first.
+from engram.lifecycle import exponential, hyperbolic, power  # noqa: E402, F401, I001

@@ -55,3 +55,8 @@ def build_replacement(name: str) -> ReplacementPolicy:
         known = ", ".join(sorted(REPLACEMENT_POLICIES))
         raise ConfigError(f"unknown working-memory replacement {name!r}; known: {known}")
     return cls()
+
+
+# The built-in strategies register themselves on import; importing them here (after the
+# registry exists) makes every entry point see them, whichever module it imports first.
+from engram.lifecycle import fifo, lru  # noqa: E402, F401, I001

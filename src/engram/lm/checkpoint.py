@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from engram.errors import ConfigError, ValidationError
+from engram.quiet import silence_libraries
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -42,6 +43,7 @@ def load_model(
             raise ConfigError(f"the packaged model is missing at {path}; run `engram lm build`")
     path = Path(path).expanduser()
     _check_checkpoint(path)
+    silence_libraries()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)

@@ -23,6 +23,7 @@ from engram.lm.architecture import FULL, QUICK, Recipe
 from engram.lm.corpus import Corpus, build_corpus
 from engram.lm.probe import copy_probe
 from engram.lm.tokenizer import train_tokenizer
+from engram.quiet import silence_libraries
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -229,6 +230,7 @@ def _save(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        silence_libraries()  # no "Writing model shards" bar
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _portable_tokenizer_config(tmp / "tokenizer_config.json")

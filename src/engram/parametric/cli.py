@@ -70,8 +70,13 @@ def _print(payload: dict[str, Any], text: str) -> None:
 
 def _run(fn: Any) -> Any:
     from engram.cli import reports_errors
+    from engram.extras import require_extra
 
-    return reports_errors(fn)()
+    def checked() -> Any:
+        require_extra("parametric", "`engram lora`")
+        return fn()
+
+    return reports_errors(checked)()
 
 
 @lora_app.command("train")
@@ -146,6 +151,7 @@ def eval_(
     """Recall of the cube's memories with and without its adapter, and perplexity drift."""
 
     def run() -> None:
+        from engram.errors import NotFoundError
         from engram.parametric.cube import load_base, registry_for
         from engram.parametric.evaluation import perplexity, recall
         from engram.parametric.general_text import GENERAL_TEXTS
@@ -153,7 +159,16 @@ def eval_(
 
         config = _config()
         owner = _owner(user, agent)
-        manifest = registry_for(config).get(owner, version)
+        registry = registry_for(config)
+        if not registry.versions(owner):
+            import shlex
+
+            flag = f"-u {shlex.quote(user)}" if user else f"-a {shlex.quote(agent or '')}"
+            raise NotFoundError(
+                f"{owner} has no adapter yet: teach one with `engram lora train {flag}` "
+                "(it learns the owner's memories), then ask again"
+            )
+        manifest = registry.get(owner, version)
         host = AdapterHost(*load_base(model or config.lora.base_model))
         facts, _ = _facts(user, agent)
         taught = [f for f in facts if f.memory_id in set(manifest.memory_ids)]
@@ -249,12 +264,22 @@ def ask(
     """Continue a prompt with the cube's adapter and without it, side by side."""
 
     def run() -> None:
+        from engram.errors import NotFoundError
         from engram.parametric.cube import load_base, registry_for
         from engram.parametric.host import AdapterHost
 
         config = _config()
         owner = _owner(user, agent)
-        manifest = registry_for(config).get(owner, version)
+        registry = registry_for(config)
+        if not registry.versions(owner):
+            import shlex
+
+            flag = f"-u {shlex.quote(user)}" if user else f"-a {shlex.quote(agent or '')}"
+            raise NotFoundError(
+                f"{owner} has no adapter yet: teach one with `engram lora train {flag}` "
+                "(it learns the owner's memories), then ask again"
+            )
+        manifest = registry.get(owner, version)
         host = AdapterHost(*load_base(model or config.lora.base_model))
         without = host.answer(prompt, None, max_tokens)
         name = host.load(manifest)

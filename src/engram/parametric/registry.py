@@ -16,13 +16,26 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from engram.errors import NotFoundError, SchemaVersionError, StoreError, ValidationError
+from engram.errors import (
+    NotFoundError,
+    SchemaVersionError,
+    StoreError,
+    ValidationError,
+    write_error,
+)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+
+class AdapterCorruptError(StoreError):
+    """A stored adapter file is missing or fails its checksum: it is never loaded."""
+
+    code = "adapter_corrupt"
 
 
 @dataclass
@@ -40,6 +53,7 @@ class AdapterManifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     parents: list[int] = field(default_factory=list)
     weights_sha256: str = ""
+    config_sha256: str = ""  # of adapter_config.json
     bytes: int = 0
     created_at: str = ""
     format: int = FORMAT
@@ -120,26 +134,42 @@ class AdapterRegistry:
     def save(
         self, manifest: AdapterManifest, peft_config: Any, state: dict[str, torch.Tensor]
     ) -> AdapterManifest:
-        """Write a new version atomically (temporary dir, then rename); returns it."""
+        """Write a new version atomically (temporary dir, then rename); returns it. A full
+        disk is a DiskFullError naming the path; earlier versions are left as they were."""
         folder = self._owner_dir(manifest.owner)
-        folder.mkdir(parents=True, exist_ok=True)
-        manifest.version = max((m.version for m in self.versions(manifest.owner)), default=0) + 1
-        manifest.created_at = datetime.now(UTC).isoformat()
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
         try:
-            tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-            save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
-            peft_config.save_pretrained(str(tmp))
-            manifest.weights_sha256 = _sha256(tmp / WEIGHTS)
-            manifest.bytes = (tmp / WEIGHTS).stat().st_size
-            (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2))
-            final = folder / f"v{manifest.version}"
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest.version = (
+                max((m.version for m in self.versions(manifest.owner)), default=0) + 1
+            )
+            manifest.created_at = datetime.now(UTC).isoformat()
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        except OSError as err:
+            raise write_error(err, folder, other=StoreError) from err
+        final = folder / f"v{manifest.version}"
+        try:
+            self._write_version(tmp, manifest, peft_config, state)
             os.replace(tmp, final)
+        except OSError as err:
+            raise write_error(err, final, other=StoreError) from err
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already once renamed
         manifest.path = final
         return manifest
+
+    @staticmethod
+    def _write_version(
+        tmp: Path, manifest: AdapterManifest, peft_config: Any, state: dict[str, torch.Tensor]
+    ) -> None:
+        """The files of one version, with the checksums load verifies, flushed to disk."""
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        data = save(tensors, metadata={"format": "pt"})
+        _write(tmp / WEIGHTS, data)
+        peft_config.save_pretrained(str(tmp))
+        manifest.weights_sha256 = hashlib.sha256(data).hexdigest()
+        manifest.config_sha256 = _sha256(tmp / CONFIG)
+        manifest.bytes = len(data)
+        _write(tmp / MANIFEST, json.dumps(manifest.to_json(), indent=2).encode("utf-8"))
 
     def delete(self, owner: str, version: int) -> None:
         manifest = self.get(owner, version)
@@ -167,9 +197,31 @@ class AdapterRegistry:
 
     @staticmethod
     def verify(manifest: AdapterManifest) -> Path:
-        """The weights file, after checking it is the one the manifest describes."""
+        """The weights file, after checking it (and the adapter config, when the manifest
+        records its checksum) is the one the manifest describes; AdapterCorruptError, naming
+        the file, when not."""
         assert manifest.path is not None
         weights = manifest.path / WEIGHTS
-        if not weights.is_file() or _sha256(weights) != manifest.weights_sha256:
-            raise StoreError(f"adapter {manifest.path}: weights missing or corrupt (sha256)")
+        _check(weights, manifest.weights_sha256)
+        if manifest.config_sha256:  # adapters saved before config checksums have none
+            _check(manifest.path / CONFIG, manifest.config_sha256)
         return weights
+
+
+def _check(path: Path, expected: str) -> None:
+    try:
+        actual = _sha256(path)
+    except OSError as err:
+        raise AdapterCorruptError(f"adapter file {path} is unreadable: {err.strerror}") from err
+    if actual != expected:
+        raise AdapterCorruptError(
+            f"adapter file {path} is corrupt (sha256 mismatch): refusing to load it"
+        )
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write and flush a file to disk (a full disk raises here, with its errno)."""
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

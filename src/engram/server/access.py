@@ -97,6 +97,7 @@ class ScopedMemory:
         metadata: dict[str, Any] | None = None,
         timestamp: datetime | str | None = None,
         memory_type: str = "turn",
+        idempotency_key: str | None = None,
     ) -> list[MemoryItem]:
         self.principal.require(KeyScope.WRITE)
         return self.memory.add(
@@ -107,6 +108,7 @@ class ScopedMemory:
             timestamp=timestamp,
             memory_type=memory_type,
             source=self.source,
+            idempotency_key=idempotency_key,
         )
 
     def search(
@@ -160,7 +162,9 @@ class ScopedMemory:
     ) -> MemoryItem:
         self.principal.require(KeyScope.WRITE)
         owner = self.principal.by_id_kwargs(user_id, agent_id)
-        return self.memory.update(memory_id, text, metadata=metadata, reason=reason, **owner)
+        return self.memory.update(
+            memory_id, text, metadata=metadata, reason=reason, source=self.source, **owner
+        )
 
     def delete(
         self,
@@ -173,7 +177,7 @@ class ScopedMemory:
     ) -> None:
         self.principal.require(KeyScope.WRITE)
         owner = self.principal.by_id_kwargs(user_id, agent_id)
-        self.memory.delete(memory_id, hard=hard, reason=reason, **owner)
+        self.memory.delete(memory_id, hard=hard, reason=reason, source=self.source, **owner)
 
     def restore(
         self,
@@ -185,7 +189,7 @@ class ScopedMemory:
     ) -> MemoryItem:
         self.principal.require(KeyScope.WRITE)
         owner = self.principal.by_id_kwargs(user_id, agent_id)
-        return self.memory.restore(memory_id, reason=reason, **owner)
+        return self.memory.restore(memory_id, reason=reason, source=self.source, **owner)
 
     def history(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None

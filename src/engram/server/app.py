@@ -25,6 +25,7 @@ from engram.server.limits import BodyLimitMiddleware
 from engram.server.mcp_tools import PRINCIPAL_KEY, build_mcp_server
 from engram.server.metrics import Metrics, MetricsMiddleware
 from engram.server.routes import public, router
+from engram.server.routes_insights import insights
 from engram.server.web import mount_web
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -108,6 +109,7 @@ def create_app(
     app.state.engram = state
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(insights)
     app.include_router(public)
     if mcp_server is not None:
         app.router.routes.append(

@@ -30,6 +30,34 @@ def _root() -> Any:
     return cli
 
 
+def _announce(url: str, needs_key: bool) -> None:
+    """What a person needs once the server answers: where, and how to get in."""
+    lines = [
+        f"[bold green]Engram is ready[/]: web page {url}/",
+        f"  REST {url}/v1 (docs at {url}/docs), MCP {url}/mcp",
+    ]
+    if needs_key:
+        lines.append("  a key for the page and the API: engram keys create --owner NAME")
+    for line in lines:
+        err.print(line, highlight=False, soft_wrap=True)
+
+
+def _serve_announcing(config: Any, needs_key: bool) -> None:
+    """uvicorn's server, announcing the URL once it listens (uvicorn imported on use)."""
+    import uvicorn
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            for server in self.servers if self.started else []:
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    _announce(f"http://{f'[{host}]' if ':' in host else host}:{port}", needs_key)
+                    return
+
+    Announcing(config).run()
+
+
 def _shown_owner(owner: str | None) -> str:
     """'user:alice' -> 'alice' (how --owner takes it); agents keep their prefix."""
     if owner is None:
@@ -51,6 +79,9 @@ def serve(
 
     @root.reports_errors
     def run() -> None:
+        from engram.extras import require_extra
+
+        require_extra("server", "`engram serve`")
         import uvicorn
 
         from engram.server.app import create_app
@@ -76,7 +107,10 @@ def serve(
                 )
             memory.embedder.embed_one("warm-up")  # load the model before the first request
             app = create_app(memory, keys, settings)
-            uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+            config = uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_level=log_level
+            )
+            _serve_announcing(config, needs_key=keys is not None)
 
     run()
 
@@ -167,6 +201,9 @@ def mcp(
 
     @root.reports_errors
     def run() -> None:
+        from engram.extras import require_extra
+
+        require_extra("server", "`engram mcp`")
         import anyio
 
         from engram.scope import Scope

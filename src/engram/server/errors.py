@@ -89,6 +89,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "The key's scope does not allow this operation."),
         (404, "No such memory or owner for this key."),
         (413, "Request body larger than server.max_body_bytes."),
+        (415, "The body was not sent as Content-Type: application/json."),
         (422, "Invalid input."),
         (429, "Rate limit of this key exceeded; see Retry-After."),
         (503, "The store is busy or failing (locked past its timeout, disk full); retry."),
@@ -127,9 +128,28 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _json_safe(list(exc.errors()))
+    body_errors = [e for e in errors if e["loc"][:1] == ["body"]]
+    if any(e["type"] == "json_invalid" for e in body_errors):  # malformed JSON: a 400
+        bad = next(e for e in body_errors if e["type"] == "json_invalid")
+        where = ".".join(str(p) for p in bad["loc"][1:])
+        at = f" at character {where}" if where else ""
+        return error_response(400, "invalid_json", f"the body is not valid JSON{at}")
+    content_type = request.headers.get("content-type", "")
+    if body_errors and not _is_json(content_type):
+        got = f"got {content_type!r}" if content_type else "none was given"
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with Content-Type: application/json ({got})",
+        )
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
     message = f"{where}: {first['msg']}" if where else str(first["msg"])

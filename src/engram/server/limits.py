@@ -1,4 +1,5 @@
-"""Request limits: body size (ASGI middleware) and per-key rate (token buckets)."""
+"""Request limits: body size (ASGI middleware), per-key rate and per-address failed
+authentications (token buckets)."""
 
 from __future__ import annotations
 
@@ -93,14 +94,25 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    def wait(self, caller: str) -> float:
+        """Seconds until `caller` has a token (0.0: now), spending nothing."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            saved = self._buckets.get(caller)
+            if saved is None:
+                return 0.0
+            tokens = self._refill(saved, now)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def take(self, caller: str) -> float:
         """Spend one token; returns 0.0 if allowed, else seconds until one is available."""
         if not self.enabled:
             return 0.0
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.pop(caller, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            tokens = self._refill(self._buckets.pop(caller, (float(self.burst), now)), now)
             wait = 0.0
             if tokens >= 1.0:
                 tokens -= 1.0
@@ -110,3 +122,7 @@ class RateLimiter:
             while len(self._buckets) > self.max_callers:
                 self._buckets.popitem(last=False)
             return wait
+
+    def _refill(self, saved: tuple[float, float], now: float) -> float:
+        tokens, last = saved
+        return min(float(self.burst), tokens + (now - last) * self.rate)

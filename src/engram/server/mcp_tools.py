@@ -12,8 +12,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool as McpTool
 
 import engram
 from engram.errors import EngramError
@@ -47,10 +50,68 @@ def _dump(value: Any) -> Any:
     return json.loads(value.model_dump_json())
 
 
+class StrictMCPServer(MCPServer):
+    """An MCPServer that refuses arguments a tool does not take (the SDK's argument
+    models ignore them, so `delete_memory(hardd=true)` would archive instead of erase), and
+    answers invalid arguments with Engram's error shape, as REST's 422 does."""
+
+    _arguments: dict[str, frozenset[str]] | None = None
+
+    async def list_tools(self) -> list[McpTool]:
+        tools = await super().list_tools()
+        return [
+            tool.model_copy(update={"input_schema": {**tool.input_schema, **_CLOSED}})
+            for tool in tools
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        known = (await self._known_arguments()).get(name)
+        if known is not None:
+            _refuse_unknown(name, arguments, known)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as err:
+            cause = err.__cause__
+            if isinstance(err, UnexpectedToolError) or not isinstance(
+                cause, pydantic.ValidationError
+            ):
+                raise
+            raise ToolError(_invalid_arguments(name, cause)) from cause
+
+    async def _known_arguments(self) -> dict[str, frozenset[str]]:
+        if self._arguments is None:
+            self._arguments = {
+                tool.name: frozenset(tool.input_schema.get("properties", {}))
+                for tool in await super().list_tools()
+            }
+        return self._arguments
+
+
+_CLOSED = {"additionalProperties": False}
+_SHOWN = 10  # unknown argument names echoed back, each cut to 64 characters
+
+
+def _refuse_unknown(name: str, arguments: dict[str, Any], known: frozenset[str]) -> None:
+    """ToolError naming the arguments `name` does not take, as REST answers 422."""
+    unknown = sorted(set(arguments) - known)
+    if not unknown:
+        return
+    shown = [arg if len(arg) <= 64 else arg[:64] + "..." for arg in unknown[:_SHOWN]]
+    more = f" and {len(unknown) - _SHOWN} more" if len(unknown) > _SHOWN else ""
+    message = (
+        f"unknown argument(s) {', '.join(map(repr, shown))}{more} for {name}; "
+        f"it takes: {', '.join(sorted(known))}"
+    )
+    details = {"unknown": shown, "known": sorted(known)}
+    raise ToolError(_tool_error(name, "invalid_request", message, details))
+
+
 def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
     """An MCPServer whose tools act on `memory` as the calling key (HTTP) or as
     `fallback` (stdio; None means a call without a key is refused)."""
-    server = MCPServer(
+    server = StrictMCPServer(
         "engram", instructions=INSTRUCTIONS, version=engram.__version__, log_level="WARNING"
     )
 
@@ -255,5 +316,22 @@ def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
     return server
 
 
-def _error(code: str, message: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "details": None}})
+def _error(code: str, message: str, details: Any = None) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "details": details}})
+
+
+def _tool_error(name: str, code: str, message: str, details: Any = None) -> str:
+    """The text of a tool error, prefixed as the SDK prefixes the tools' own errors."""
+    return f"Error executing tool {name}: {_error(code, message, details)}"
+
+
+def _invalid_arguments(name: str, err: pydantic.ValidationError) -> str:
+    """Field errors without the echoed input (it may be huge or another owner's probe)."""
+    errors = [
+        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in err.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid arguments"}
+    where = ".".join(first["loc"])
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return _tool_error(name, "invalid_request", message, {"errors": errors})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +20,7 @@ from engram.errors import ValidationError
 from engram.scope import Scope
 from engram.server.auth import Caller, server_state
 from engram.server.errors import ERROR_RESPONSES
+from engram.server.idempotency import IdempotencyKey, idempotent, key_owner
 from engram.server.schemas import (
     AddBody,
     AddResult,
@@ -88,23 +90,33 @@ def _filters(raw: str | None) -> dict[str, Any] | None:
 
 
 @router.post("/memories", status_code=201, response_model=AddResult, summary="Add memories")
-def add_memories(body: AddBody, memory: Caller) -> AddResult:
-    """Store `text` or each of `messages` as a memory with provenance."""
+def add_memories(
+    request: Request, body: AddBody, memory: Caller, idempotency_key: IdempotencyKey = None
+) -> Any:
+    """Store `text` or each of `messages` as a memory with provenance. A large add is
+    committed in chunks (other owners' requests interleave); with an `Idempotency-Key`, a
+    retry returns the first response, or completes an add that was cut short."""
     messages: Any = (
         body.text
         if body.text is not None
         else [m.model_dump(exclude_none=True) for m in body.messages or []]
     )
-    items = memory.add(
-        messages,
-        user_id=body.user_id,
-        agent_id=body.agent_id,
-        session_id=body.session_id,
-        metadata=body.metadata,
-        timestamp=body.timestamp,
-        memory_type=body.type,
-    )
-    return AddResult(items=items)
+
+    def run() -> AddResult:
+        items = memory.add(
+            messages,
+            user_id=body.user_id,
+            agent_id=body.agent_id,
+            session_id=body.session_id,
+            metadata=body.metadata,
+            timestamp=body.timestamp,
+            memory_type=body.type,
+            idempotency_key=idempotency_key,
+        )
+        return AddResult(items=items)
+
+    owner = partial(key_owner, memory, body.user_id, body.agent_id)
+    return idempotent(request, memory, idempotency_key, owner, body, 201, run)
 
 
 @router.post("/search", response_model=SearchResult, summary="Search memories")
@@ -126,18 +138,25 @@ def search_memories(body: SearchBody, memory: Caller) -> SearchResult:
 
 
 @router.post("/feedback", response_model=FeedbackResult, summary="Report feedback on an answer")
-def give_feedback(body: FeedbackBody, memory: Caller) -> FeedbackResult:
+def give_feedback(
+    request: Request, body: FeedbackBody, memory: Caller, idempotency_key: IdempotencyKey = None
+) -> Any:
     """Which memories an answer to `query` cited or used, and which were wrong: recorded,
     and one step of the owner's online reranker. All ids must be the owner's, else 404 and
     nothing is recorded."""
-    return memory.feedback(
-        body.query,
-        cited=body.cited,
-        used=body.used,
-        wrong=body.wrong,
-        user_id=body.user_id,
-        agent_id=body.agent_id,
-    )
+
+    def run() -> FeedbackResult:
+        return memory.feedback(
+            body.query,
+            cited=body.cited,
+            used=body.used,
+            wrong=body.wrong,
+            user_id=body.user_id,
+            agent_id=body.agent_id,
+        )
+
+    owner = partial(key_owner, memory, body.user_id, body.agent_id)
+    return idempotent(request, memory, idempotency_key, owner, body, 200, run)
 
 
 @router.get("/memories", response_model=Page, summary="List memories")
@@ -181,48 +200,69 @@ def get_memory(
 
 @router.patch("/memories/{memory_id}", response_model=MemoryItem, summary="Update a memory")
 def update_memory(
+    request: Request,
     memory_id: MemoryId,
     body: UpdateBody,
     memory: Caller,
     user_id: UserQ = None,
     agent_id: AgentQ = None,
-) -> MemoryItem:
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """A new version with new text and/or metadata; the old one stays in the history."""
-    return memory.update(
-        memory_id,
-        body.text,
-        metadata=body.metadata,
-        reason=body.reason,
-        user_id=user_id,
-        agent_id=agent_id,
-    )
+
+    def run() -> MemoryItem:
+        return memory.update(
+            memory_id,
+            body.text,
+            metadata=body.metadata,
+            reason=body.reason,
+            user_id=user_id,
+            agent_id=agent_id,
+        )
+
+    owner = partial(key_owner, memory, user_id, agent_id, memory_id)
+    return idempotent(request, memory, idempotency_key, owner, body, 200, run)
 
 
 @router.delete("/memories/{memory_id}", response_model=DeleteResult, summary="Delete a memory")
 def delete_memory(
+    request: Request,
     memory_id: MemoryId,
     memory: Caller,
     hard: Annotated[bool, Query(description="Erase for good (GDPR) instead of archiving.")] = False,
     reason: Annotated[str | None, Query(description="Why (kept in history).")] = None,
     user_id: UserQ = None,
     agent_id: AgentQ = None,
-) -> DeleteResult:
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Archive (hidden from search, restorable); `?hard=true` erases it and its history."""
-    memory.delete(memory_id, hard=hard, reason=reason, user_id=user_id, agent_id=agent_id)
-    return DeleteResult(id=memory_id, deleted="erased" if hard else "archived")
+
+    def run() -> DeleteResult:
+        memory.delete(memory_id, hard=hard, reason=reason, user_id=user_id, agent_id=agent_id)
+        return DeleteResult(id=memory_id, deleted="erased" if hard else "archived")
+
+    owner = partial(key_owner, memory, user_id, agent_id, memory_id)
+    return idempotent(request, memory, idempotency_key, owner, None, 200, run)
 
 
 @router.post("/memories/{memory_id}/restore", response_model=MemoryItem, summary="Restore a memory")
 def restore_memory(
+    request: Request,
     memory_id: MemoryId,
     memory: Caller,
     body: RestoreBody | None = None,
     user_id: UserQ = None,
     agent_id: AgentQ = None,
-) -> MemoryItem:
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Bring an archived memory back (a 'restore' version is recorded)."""
     reason = body.reason if body is not None else None
-    return memory.restore(memory_id, reason=reason, user_id=user_id, agent_id=agent_id)
+
+    def run() -> MemoryItem:
+        return memory.restore(memory_id, reason=reason, user_id=user_id, agent_id=agent_id)
+
+    owner = partial(key_owner, memory, user_id, agent_id, memory_id)
+    return idempotent(request, memory, idempotency_key, owner, body, 200, run)
 
 
 @router.get("/memories/{memory_id}/history", response_model=HistoryResult, summary="Memory history")

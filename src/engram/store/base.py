@@ -127,6 +127,16 @@ class Located(NamedTuple):
     owner: str
 
 
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What is stored under an owner's idempotency key (see engram.server.idempotency)."""
+
+    fingerprint: str  # hash of the request the key was first used with
+    state: str  # 'running' or 'done'
+    status: int | None = None  # the response, once done
+    response: str | None = None
+
+
 class Store(Protocol):
     """Persistence for text memories. Every method that writes is one transaction. Keys
     and cube ids are never reused, even after a purge."""
@@ -157,6 +167,9 @@ class Store(Protocol):
     def locate(self, memory_id: str) -> Located | None:
         """Where a public memory id lives, or None."""
 
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` memory ids (any owner) that start with `prefix`, in order."""
+
     def page(
         self, cube: int, flt: MemoryFilter, limit: int, after: int | None
     ) -> tuple[list[MemoryItem], int | None]:
@@ -185,7 +198,10 @@ class Store(Protocol):
         """Every version of a memory, oldest first."""
 
     def lexical(self, cube: int, terms: list[str], k: int, flt: MemoryFilter) -> list[Scored]:
-        """BM25 over the index text; terms are plain words, quoted by the store."""
+        """The cube's memories matching any of `terms` (plain words, quoted by the store),
+        ranked by the backend's full-text score. SQLite's FTS5 bm25() takes its statistics
+        from the whole table (every owner), so retrieval does not rank by it: the `bm25`
+        pipeline scores with per-cube statistics (engram.text.retrieval.bm25)."""
 
     def dense(self, cube: int, vector: np.ndarray, k: int, flt: MemoryFilter) -> list[Scored]:
         """Cosine similarity of unit vectors."""
@@ -288,6 +304,18 @@ class Store(Protocol):
 
     def retry_jobs(self, cube: int | None, ids: list[int] | None) -> int:
         """Failed jobs back to the queue with fresh attempts; returns how many."""
+
+    def claim_idempotency(
+        self, owner: str, key: str, fingerprint: str, ttl_s: float, lease_s: float
+    ) -> IdempotencyRecord | None:
+        """Hold `key` for a write now starting (None), or return the record already there
+        (done, or running elsewhere). Expired records are dropped first."""
+
+    def finish_idempotency(self, owner: str, key: str, status: int, response: str) -> None:
+        """Store the response of the write that holds `key`."""
+
+    def release_idempotency(self, owner: str, key: str) -> None:
+        """The write that held `key` failed: forget it, so a retry runs again."""
 
     def close(self) -> None:
         """Flush and release connections."""

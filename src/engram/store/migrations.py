@@ -194,6 +194,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX jobs_cube ON jobs(cube_id, id)
         """,
     ),
+    (
+        # Idempotency keys of writes (engram.server.idempotency): per owner and key, the
+        # request's fingerprint, 'running' until the write ends, then its response, which
+        # a retry with the same key gets back. Kept until expires_at; erasing memories of
+        # an owner erases that owner's records (a response may quote the erased text).
+        "0006_idempotency_keys",
+        """
+        CREATE TABLE idempotency_keys (
+            owner TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+            status INTEGER,
+            response TEXT,
+            started_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (owner, key)
+        );
+        CREATE INDEX idempotency_keys_expiry ON idempotency_keys(expires_at)
+        """,
+    ),
 ]
 
 

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from engram.errors import CubeGoneError, EmbedderMismatchError, NotFoundError, StoreError
-from engram.store import sql, sqlite_jobs
+from engram.store import sql, sqlite_idempotency, sqlite_jobs
 from engram.store import sqlite_retention as retention
 from engram.store.base import (
     Change,
+    IdempotencyRecord,
     Located,
     MemoryFilter,
     NewMemory,
@@ -34,8 +35,8 @@ from engram.store.base import (
 )
 from engram.store.feedback import FeedbackEvent, FeedbackLog
 from engram.store.jobs import Job, JobState, NewJob
-from engram.store.migrations import apply_migrations
-from engram.store.sqlite_conn import ThreadConnections, rollback
+from engram.store.migrations import MIGRATIONS, apply_migrations
+from engram.store.sqlite_conn import ThreadConnections, rollback, store_error
 from engram.store.sqlite_feedback import (
     drop_cube_feedback,
     feedback_rev,
@@ -123,12 +124,12 @@ class SQLiteStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as err:
-                raise StoreError(f"cannot start a write transaction: {err}") from err
+                raise self._error(err, "start a write transaction on") from err
             try:
                 yield conn
             except sqlite3.Error as err:
                 rollback(conn)
-                raise StoreError(f"write failed, nothing was changed: {err}") from err
+                raise self._error(err, "write (nothing was changed) to") from err
             except BaseException:
                 rollback(conn)
                 raise
@@ -136,7 +137,7 @@ class SQLiteStore:
                 conn.execute("COMMIT")
             except sqlite3.Error as err:
                 rollback(conn)
-                raise StoreError(f"commit failed: {err}") from err
+                raise self._error(err, "commit to") from err
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -158,7 +159,10 @@ class SQLiteStore:
         try:
             yield conn
         except sqlite3.Error as err:
-            raise StoreError(f"read failed: {err}") from err
+            raise self._error(err, "read") from err
+
+    def _error(self, err: sqlite3.Error, doing: str) -> StoreError:
+        return store_error(err, self.path, doing, self._busy_timeout_s)
 
     def _read(self, query: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._reading() as conn:
@@ -167,6 +171,8 @@ class SQLiteStore:
     def _migrate(self) -> None:
         """Apply pending migrations in one transaction. Foreign keys are off meanwhile
         (SQLite's table-rebuild procedure) and checked before the commit."""
+        if self._migrated():
+            return  # a read: opening never waits for another process's write lock
         with self._reading() as conn:
             conn.execute("PRAGMA foreign_keys=OFF")
         try:
@@ -176,19 +182,29 @@ class SQLiteStore:
             with self._reading() as conn:
                 conn.execute("PRAGMA foreign_keys=ON")
 
+    def _migrated(self) -> bool:
+        """Whether every known migration, and no other, is applied already."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"):
+            return False
+        applied = {row[0] for row in self._read("SELECT name FROM schema_migrations")}
+        return applied == {name for name, _ in MIGRATIONS}
+
     # -- identity ---------------------------------------------------------------------
 
     def check_embedder(self, name: str, dim: int) -> None:
-        with self._write() as conn:
-            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedder.%'"))
-            if not rows:
-                conn.executemany(
-                    "INSERT INTO meta VALUES (?, ?)",
-                    [("embedder.name", name), ("embedder.dim", str(dim))],
-                )
-                if self._dim is None:
-                    self._dim = dim
-                return
+        query = "SELECT key, value FROM meta WHERE key LIKE 'embedder.%'"
+        rows = dict(self._read(query))  # recorded already: no write lock needed
+        if not rows:
+            with self._write() as conn:
+                rows = dict(conn.execute(query))
+                if not rows:
+                    conn.executemany(
+                        "INSERT INTO meta VALUES (?, ?)",
+                        [("embedder.name", name), ("embedder.dim", str(dim))],
+                    )
+                    if self._dim is None:
+                        self._dim = dim
+                    return
         stored_name, stored_dim = rows.get("embedder.name"), int(rows.get("embedder.dim", 0))
         if stored_name != name or stored_dim != dim:
             raise EmbedderMismatchError(
@@ -240,6 +256,9 @@ class SQLiteStore:
             found = items_by_keys(conn, cube, keys)  # read before COMMIT: nothing can purge them
         if new:
             stored = _epoch_days(datetime.fromisoformat(now))
+            # the vectors as stored (float16), so a patched snapshot scores exactly like one
+            # reloaded from the database: scores depend on the cube's data, not on history
+            kept = decode_matrix([encode_vector(vec) for _, vec, _ in new], self.dim)
             self._snapshots.append(
                 cube,
                 old_rev,
@@ -253,7 +272,7 @@ class SQLiteStore:
                         _epoch_days(r.occurred_at) if r.occurred_at else stored,
                         r.index_text,
                     )
-                    for key, vec, r in new
+                    for (key, _, r), vec in zip(new, kept, strict=True)
                 ],
             )
         return [found[key] for key in keys]
@@ -411,6 +430,7 @@ class SQLiteStore:
                 return 0
             gone = [(key,) for key in found]
             forget_feedback(conn, cube, gone)
+            sqlite_idempotency.forget_cube_owner(conn, cube)
             conn.executemany("DELETE FROM versions WHERE memory_key = ?", gone)
             conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", gone)
             conn.executemany("DELETE FROM memories WHERE key = ?", gone)
@@ -491,6 +511,15 @@ class SQLiteStore:
             (memory_id,),
         )
         return Located(*rows[0]) if rows else None
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        # a range scan of the id index: [prefix, prefix with its last character + 1)
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._read(
+            "SELECT id FROM memories WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, upper, limit),
+        )
+        return [row[0] for row in rows]
 
     def page(
         self, cube: int, flt: MemoryFilter, limit: int, after: int | None
@@ -576,6 +605,24 @@ class SQLiteStore:
     def retry_jobs(self, cube: int | None, ids: list[int] | None) -> int:
         with self._write() as conn:
             return sqlite_jobs.retry_jobs(conn, cube, ids, utc_now())
+
+    # -- idempotency keys -------------------------------------------------------------
+
+    def claim_idempotency(
+        self, owner: str, key: str, fingerprint: str, ttl_s: float, lease_s: float
+    ) -> IdempotencyRecord | None:
+        with self._write() as conn:
+            return sqlite_idempotency.claim(
+                conn, owner, key, fingerprint, datetime.now(UTC), ttl_s, lease_s
+            )
+
+    def finish_idempotency(self, owner: str, key: str, status: int, response: str) -> None:
+        with self._write() as conn:
+            sqlite_idempotency.finish(conn, owner, key, status, response)
+
+    def release_idempotency(self, owner: str, key: str) -> None:
+        with self._write() as conn:
+            sqlite_idempotency.release(conn, owner, key)
 
     # -- feedback ---------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ import threading
 import weakref
 from pathlib import Path
 
-from engram.errors import StoreError
+from engram.errors import DiskFullError, StoreError, StoreLockedError
 
 log = logging.getLogger(__name__)
+
+_NEARLY_FULL = 64 << 10  # bytes free under which an I/O error is taken for a full disk
 
 
 class _Holder:
@@ -62,7 +64,7 @@ class ThreadConnections:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")  # erased text is zeroed, not left in pages
         except sqlite3.Error as err:
-            raise StoreError(f"cannot open SQLite store {self.path}: {err}") from err
+            raise store_error(err, self.path, "open the SQLite store", self.busy_timeout_s) from err
         return conn
 
     def count(self) -> int:
@@ -93,3 +95,30 @@ def rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
     except sqlite3.Error as err:  # the error that caused the rollback is the one to raise
         log.warning("rollback failed: %s", err)
+
+
+def store_error(err: sqlite3.Error, path: Path, doing: str, busy_timeout_s: float) -> StoreError:
+    """A driver error met trying to `doing` (e.g. "write to the store"), as Engram's: a full
+    disk and a lock held too long say so, and where."""
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_space(path)):
+        return DiskFullError(
+            f"no space left on the device holding the store {path}: the write was rolled "
+            "back; what was stored before is intact"
+        )
+    if code == sqlite3.SQLITE_BUSY:
+        return StoreLockedError(
+            f"the store {path} is locked by another process: gave up after waiting "
+            f"{busy_timeout_s:g} s (sqlite.busy_timeout_s); nothing was written"
+        )
+    return StoreError(f"cannot {doing} {path}: {err}")
+
+
+def _no_space(path: Path) -> bool:
+    """Whether the device holding `path` is (nearly) full: SQLite reports a full disk met
+    while creating or growing its WAL index as a bare I/O error."""
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < _NEARLY_FULL

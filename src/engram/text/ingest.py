@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -91,7 +93,8 @@ def to_messages(messages: MessagesInput, limits: LimitsConfig) -> list[Message]:
             if "content" not in item:
                 raise ValidationError(f"{where} has no 'content'")
             content = check_text(content, limits.max_text_chars, f"{where} content")
-            item = {**item, "content": content}
+            when = parse_time(item.get("timestamp"), f"{where} timestamp")
+            item = {**item, "content": content, "timestamp": when}
             try:
                 item = Message.model_validate(item)
             except PydanticValidationError as err:
@@ -147,3 +150,25 @@ def new_rows(
         )
         for i, msg in enumerate(messages)
     ]
+
+
+IDEMPOTENT_SOURCE_PREFIX = "idem-"
+
+
+def keyed_rows(rows: list[NewMemory], idempotency_key: str) -> list[NewMemory]:
+    """Rows of an add made under an idempotency key: each row without a caller-given
+    `source_id` gets one derived from the key, its position and its content. A retried
+    add (a client that lost the response, an add cut short between two chunks) then finds
+    the rows the first attempt stored and returns them instead of storing them twice."""
+    out = []
+    for i, row in enumerate(rows):
+        if row.source_id is not None:
+            out.append(row)
+            continue
+        parts = (idempotency_key, str(i), row.role or "", row.name or "", row.text)
+        digest = hashlib.blake2b(digest_size=16)
+        for part in parts:
+            raw = part.encode("utf-8")
+            digest.update(len(raw).to_bytes(4, "big") + raw)
+        out.append(replace(row, source_id=IDEMPOTENT_SOURCE_PREFIX + digest.hexdigest()))
+    return out

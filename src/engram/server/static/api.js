@@ -66,4 +66,9 @@ export const api = {
   archive: (scope, id) => call("DELETE", memoryPath(id), { params: scope }),
   erase: (scope, id) => call("DELETE", memoryPath(id), { params: { ...scope, hard: "true" } }),
   restore: (scope, id) => call("POST", `${memoryPath(id)}/restore`, { params: scope }),
+  overview: (scope) => call("GET", "/v1/insights/overview", { params: scope }),
+  timeline: (scope, { includeArchived }) => call("GET", "/v1/insights/timeline",
+    { params: { ...scope, include_archived: includeArchived || undefined } }),
+  retention: (scope) => call("GET", "/v1/insights/retention", { params: scope }),
+  jobs: (scope, { state }) => call("GET", "/v1/insights/jobs", { params: { ...scope, state } }),
 };

@@ -1,14 +1,21 @@
-// The memory browser: pick an owner, search, browse, open, edit, archive, restore, erase.
-// Every piece of memory data reaches the page through textContent / text nodes, never as
-// markup: memory text is written by whoever talks to the agent.
+// The memory browser: pick an owner; see its memory (overview, timeline, retention, jobs);
+// search, browse, open, edit, archive, restore, erase. Every piece of memory data reaches
+// the page through textContent / text nodes, never as markup: memory text is written by
+// whoever talks to the agent.
 import { api, ApiError, keyStore, ownerScope } from "./api.js";
+import { renderChosenDiff, showVersionDiff } from "./diff.js";
+import { $, el, when } from "./dom.js";
+import { renderJobs } from "./jobs.js";
+import { renderOverview } from "./overview.js";
+import { renderRetention } from "./retention.js";
+import { Tabs } from "./tabs.js";
+import { TimelineView } from "./timeline.js";
 
 const PAGE_SIZE = 50;
 const BUILT_IN_TYPES = ["turn", "fact", "preference", "event", "summary", "experience",
   "document", "note"];
 const OWNER_SLOT = "engram.owner";
 
-const $ = (id) => document.getElementById(id);
 const state = {
   noAuth: false, // the server runs --no-auth
   owners: new Map(), // owner -> {owner, user_id, agent_id} from GET /v1/owners
@@ -19,18 +26,6 @@ const state = {
   current: null, // the open memory
   busy: 0, // requests in flight (mirrored on body[data-busy] for tests)
 };
-
-/** A new element; children are nodes or strings (strings become text nodes). */
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(props)) {
-    if (name === "class") node.className = value;
-    else if (name === "dataset") Object.assign(node.dataset, value);
-    else node[name] = value;
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined));
-  return node;
-}
 
 function say(message) {
   $("alert").hidden = true;
@@ -71,12 +66,6 @@ async function act(section, work) {
     document.body.dataset.busy = String(state.busy);
     if (section) section.removeAttribute("aria-busy");
   }
-}
-
-function when(iso) {
-  if (!iso) return "";
-  const date = new Date(iso);
-  return el("time", { dateTime: iso, title: iso }, date.toLocaleString());
 }
 
 // --- access: key and owner ---------------------------------------------------------------
@@ -174,7 +163,44 @@ function selectOwner() {
   $("search-results").replaceChildren();
   closeDetail();
   loadPage(true);
+  loadView(tabs.current);
 }
+
+// --- views of the owner's memory: overview, timeline, retention, jobs -----------------------
+
+const timelineView = new TimelineView({ openMemory: (id) => openMemory(id) });
+const VIEWS = {
+  overview: { fetch: () => api.overview(scope()), render: renderOverview },
+  timeline: {
+    fetch: () => api.timeline(scope(), { includeArchived: $("timeline-archived").checked }),
+    render: (data) => timelineView.render(data),
+  },
+  retention: {
+    fetch: () => api.retention(scope()),
+    render: (data) => renderRetention(data, { openMemory: (id) => openMemory(id) }),
+  },
+  jobs: {
+    fetch: () => api.jobs(scope(), { state: $("jobs-state").value || undefined }),
+    render: renderJobs,
+  },
+};
+
+/** Fetch and draw one view for the chosen owner (each time it is shown: data changes). */
+async function loadView(name) {
+  const view = VIEWS[name];
+  if (!view || !state.owner) return;
+  const owner = state.owner;
+  const panel = $(`view-${name}`);
+  await act(panel, async () => {
+    const data = await view.fetch();
+    if (owner !== state.owner) return; // the owner changed while this view was loading
+    view.render(data);
+    panel.dataset.owner = owner; // which owner the view shows (read by the tests)
+    say(`Showing ${owner}: ${name}.`);
+  });
+}
+
+const tabs = new Tabs($("views"), (name) => loadView(name));
 
 // --- browse --------------------------------------------------------------------------------
 
@@ -184,9 +210,14 @@ function addTypeOption(type) {
   select.append(el("option", { value: type }, type));
 }
 
+// When a memory happened (its conversation time), else when it was stored: as `engram list`.
+function happened(item) {
+  return when(item.provenance.timestamp || item.created_at);
+}
+
 function itemMeta(item) {
   return el("span", { class: "meta" }, `${item.type} · ${item.state} · v${item.version} · `,
-    when(item.updated_at));
+    happened(item));
 }
 
 function openButton(item) {
@@ -247,7 +278,8 @@ async function search(event) {
       const where = [hit.provenance.session_id, hit.provenance.name, hit.provenance.source]
         .filter(Boolean).join(" · ");
       return el("li", { dataset: { id: hit.id } }, openButton(hit),
-        el("span", { class: "meta" }, `score ${hit.score.toFixed(3)} · ${hit.type}`,
+        el("span", { class: "meta" },
+          `relevance ${hit.relevance.toFixed(2)} · ${hit.type} · ${happened(hit)}`,
           where ? ` · ${where}` : ""));
     }));
     say(hits.length ? `${hits.length} results for “${query}”.` : `No results for “${query}”.`);
@@ -292,6 +324,7 @@ function renderDetail(item, versions) {
   $("archive").hidden = item.state !== "active";
   $("restore").hidden = item.state === "active";
   renderHistory(versions);
+  showVersionDiff(versions);
   $("detail").hidden = false;
 }
 
@@ -316,6 +349,7 @@ async function refresh(id) {
 }
 
 async function openMemory(id) {
+  if (tabs.current !== "memories") tabs.show("memories");
   await act($("detail"), async () => {
     const item = await refresh(id);
     history.replaceState(null, "", `#memory=${encodeURIComponent(id)}`);
@@ -423,6 +457,18 @@ function start() {
   $("restore").addEventListener("click", () => setArchived(false));
   $("hard-delete").addEventListener("click", askErase);
   $("confirm-delete").addEventListener("close", confirmErase);
+  $("diff-from").addEventListener("change", renderChosenDiff);
+  $("diff-to").addEventListener("change", renderChosenDiff);
+  $("diff-form").addEventListener("submit", (event) => event.preventDefault());
+  $("timeline-archived").addEventListener("change", () => loadView("timeline"));
+  $("timeline-form").addEventListener("submit", (event) => event.preventDefault());
+  $("jobs-state").addEventListener("change", () => loadView("jobs"));
+  $("jobs-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadView("jobs");
+  });
+  window.addEventListener("resize", () => timelineView.redraw());
+  tabs.restore();
   state.linked = location.hash;
   window.addEventListener("hashchange", () => openFromHash());
   connect();
