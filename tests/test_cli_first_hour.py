@@ -190,3 +190,26 @@ def test_lora_ask_before_training_says_what_to_run(home: Path) -> None:
     result = run(home, "lora", "ask", "Ada Quill lives in", "-u", "bob")
     assert result.exit_code == 1
     assert "engram lora train -u bob" in plain(result.output)
+
+
+@pytest.mark.slow
+def test_bench_cli_times_whole_processes(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["bench", "cli", "--runs", "1", "--no-serve", "--results", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["commands"]
+    assert set(rows) == {
+        "engram --help",
+        "engram add TEXT -u maya-tomas",
+        "engram search greyhound -u maya-tomas",
+        "engram list -u maya-tomas",
+    }
+    for row in rows.values():
+        assert 0 < row["min_s"] <= row["median_s"] <= row["max_s"]
+        assert row["peak_mib"] > 5
+    # --help loads no model: its process is a fraction of a search's
+    assert rows["engram --help"]["peak_mib"] < rows["engram search greyhound -u maya-tomas"][
+        "peak_mib"
+    ]
+    assert list(tmp_path.glob("cli-*.json"))

@@ -78,6 +78,10 @@ def test_stdio_roundtrip(tmp_path: Path, embedder: Embedder) -> None:
             assert fed.structured_content["recorded"] == 1
             bad = await client.call_tool("search_memories", {"query": "x", "k": 0})
             assert bad.is_error and "invalid_input" in _text(bad)
+            once = {"text": "flight at 9:40", "idempotency_key": "retry-1"}
+            first = (await client.call_tool("add_memory", once)).structured_content
+            again = (await client.call_tool("add_memory", once)).structured_content
+            assert first["items"][0]["id"] == again["items"][0]["id"]
 
     anyio.run(session)
     with Memory(home=tmp_path, embedder=embedder) as memory:  # written to the real store

@@ -34,6 +34,7 @@ from engram.scope import (
     build_filter,
     check_flag,
     check_id,
+    owner_args,
     parse_memory_type,
     parse_time,
 )
@@ -94,12 +95,14 @@ class LazyEmbedder(Embedder):
     def loaded(self) -> bool:
         return self._inner is not None
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    # Embedder declares name/dim as plain attributes; here they are read-only views of the
+    # built embedder (as in OwnerEmbedder), which mypy reports as an override.
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self.inner.name
 
-    @property  # type: ignore[override]
-    def dim(self) -> int:
+    @property
+    def dim(self) -> int:  # type: ignore[override]
         return self.inner.dim
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -274,7 +277,7 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         if scope.owner is None:
             found = self.store.locate(memory_id)
             owned = (
-                None if found is None else self.cube(Scope.of(**Scope.owner_kwargs(found.owner)))
+                None if found is None else self.cube(Scope.of(**owner_args(found.owner)))
             )
             if found is None or owned is None or owned.id != found.cube:
                 raise NotFoundError(f"no memory {memory_id!r}")

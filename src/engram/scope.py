@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from engram.errors import ValidationError
 from engram.store.base import FILTER_OPERATORS, MemoryFilter
@@ -66,6 +66,19 @@ def check_flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(f"{what} must be True or False, got {value!r}")
     return value
+
+
+class OwnerKwargs(TypedDict, total=False):
+    """An owner as keyword arguments of `Scope.of` and the `Memory` verbs."""
+
+    user_id: str | None
+    agent_id: str | None
+
+
+def owner_args(owner: str) -> OwnerKwargs:
+    """`Scope.owner_kwargs` typed for `**` into `Scope.of` and the `Memory` verbs."""
+    kind, _, name = owner.partition(":")
+    return {"user_id": name} if kind == "user" else {"agent_id": name}
 
 
 @dataclass(frozen=True)

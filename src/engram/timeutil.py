@@ -4,7 +4,7 @@ REST, MCP, imports), and naive UTC ISO-8601 text with microseconds on disk (sort
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from engram.errors import ValidationError
 
@@ -45,6 +45,12 @@ def parse_time(value: Any, what: str) -> datetime | None:
     return value
 
 
+@overload
+def from_iso(value: str) -> datetime: ...
+@overload
+def from_iso(value: None) -> None: ...
+@overload
+def from_iso(value: str | None) -> datetime | None: ...
 def from_iso(value: str | None) -> datetime | None:
     """A stored timestamp as an aware UTC datetime (None stays None)."""
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)

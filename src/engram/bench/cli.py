@@ -178,6 +178,26 @@ def kv(
     print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
 
 
+@bench_app.command("cli")
+def cli_startup(
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Timed runs per command.")] = 5,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Also time `engram serve` to ready.")
+    ] = True,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """CLI start-up as a user meets it: each command a whole new process."""
+    from engram.bench import startup as bench
+    from engram.bench.report import save_json
+
+    result = bench.run(runs, serve)
+    save_json(results, "cli", result)
+    _write(doc, "cli", bench.markdown(result, _command()))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command()))
+
+
 @bench_app.command("serve")
 def serve(
     clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 32,

@@ -66,11 +66,11 @@ def apply_plan(
             found = store.locate(memory_id)
             if found is not None and found.cube == cube:
                 store.change(cube, found.key, change)
-        for r in plan.retirements:
-            found = store.locate(r.item.id)
+        for t in plan.retirements:
+            found = store.locate(t.item.id)
             if found is not None and found.cube == cube:
                 archived += store.set_state(
-                    cube, [found.key], MemoryState.ARCHIVED, VersionEvent(r.event), r.reason, source
+                    cube, [found.key], MemoryState.ARCHIVED, VersionEvent(t.event), t.reason, source
                 )
     return Applied(len(inserts), len(changes), archived, unchanged)
 

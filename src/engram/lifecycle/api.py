@@ -11,7 +11,7 @@ from engram.config import RetentionPolicy
 from engram.errors import NotFoundError, ValidationError
 from engram.lifecycle.policy import ALL_TYPES, OwnerPolicies, check_policy
 from engram.lifecycle.report import GcReport, RetentionInfo
-from engram.scope import Scope, check_flag, parse_memory_type, parse_time
+from engram.scope import Scope, check_flag, owner_args, parse_memory_type, parse_time
 from engram.types import MemoryItem
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class RetentionVerbs:
             owners = [str(scope.owner)]
         decisions = []
         for owner in owners:
-            cube = self.cube(Scope.of(**Scope.owner_kwargs(owner)))
+            cube = self.cube(Scope.of(**owner_args(owner)))
             if cube is not None:
                 decisions += self.lifecycle.gc(owner, cube.id, when, dry_run)
         return GcReport(dry_run=dry_run, at=when, owners=owners, decisions=decisions)

@@ -45,7 +45,9 @@ def _owner(user: str | None, agent: str | None) -> str:
 
     if not user and not agent:
         raise ValidationError("name the cube: --user or --agent")
-    return Scope.of(user_id=user, agent_id=agent).owner
+    owner = Scope.of(user_id=user, agent_id=agent).owner
+    assert owner is not None  # Scope.of (required=True) raises when there is no owner
+    return owner
 
 
 def _facts(user: str | None, agent: str | None) -> tuple[list[Fact], int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from engram.errors import EngramError, NotFoundError
 from engram.memory import Memory
-from engram.scope import Scope
+from engram.scope import OwnerKwargs, owner_args
 from engram.server.keys import ApiKey, KeyScope
 from engram.types import CubeStats, FeedbackResult, MemoryItem, Page, SearchHit, Version
 
@@ -57,12 +57,12 @@ class Principal:
 
     def owner_kwargs(
         self, user_id: str | None, agent_id: str | None, required: bool = True
-    ) -> dict[str, str | None]:
+    ) -> OwnerKwargs:
         """The user_id/agent_id a call runs with. A bound key addresses its own owner only;
         `agent_id` alone under a user key narrows to that agent's memories of the user."""
         if self.owner is None:  # any owner (admin, local)
             if user_id is None and agent_id is None and self.default_owner is not None:
-                return dict(Scope.owner_kwargs(self.default_owner))
+                return owner_args(self.default_owner)
             return {"user_id": user_id, "agent_id": agent_id}
         kind, _, name = self.owner.partition(":")
         if kind == "user":
@@ -74,7 +74,7 @@ class Principal:
             raise NotFoundError(f"no owner {asked}")
         return {"user_id": None, "agent_id": name}
 
-    def by_id_kwargs(self, user_id: str | None, agent_id: str | None) -> dict[str, str | None]:
+    def by_id_kwargs(self, user_id: str | None, agent_id: str | None) -> OwnerKwargs:
         """Scope for calls by memory id: an unbound caller naming no owner reaches any id."""
         if self.owner is None and user_id is None and agent_id is None:
             return {"user_id": None, "agent_id": None}

@@ -8,6 +8,7 @@ store keeps only its hash, so a stolen `keys.db` does not give access.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import sqlite3
@@ -68,7 +69,7 @@ def parse_owner(owner: str) -> str:
     kind, sep, name = owner.partition(":")
     if not sep or kind not in ("user", "agent"):
         kind, name = "user", owner
-    scope = Scope.of(**{f"{kind}_id": name})
+    scope = Scope.of(user_id=name) if kind == "user" else Scope.of(agent_id=name)
     assert scope.owner is not None
     return scope.owner
 
@@ -176,7 +177,7 @@ class KeyStore:
             raise StoreError(f"cannot write the key store {self.path}: {err}") from err
         return self.get(key_id)
 
-    def _read(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: tuple[object, ...]) -> builtins.list[sqlite3.Row]:
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as err:

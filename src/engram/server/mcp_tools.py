@@ -141,9 +141,11 @@ def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
         type: str = "turn",
         role: str = "user",
         name: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Remember a message (text said by `role`, optionally by speaker `name`).
-        Returns the stored memories with their ids."""
+        Returns the stored memories with their ids. A retry with the same
+        `idempotency_key` returns the memory stored the first time, not a second one."""
         message = {"role": role, "content": text, "name": name}
         items = run(
             ctx,
@@ -155,6 +157,7 @@ def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
                 metadata=metadata,
                 timestamp=timestamp,
                 memory_type=type,
+                idempotency_key=idempotency_key,
             ),
         )
         return {"items": _dump(items)}

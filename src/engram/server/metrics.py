@@ -64,8 +64,8 @@ class Metrics:
         for (method, route), hist in hists:
             labels = f'method="{method}",route="{_escape(route)}"'
             cumulative = 0.0
-            for bound, n in zip((*BUCKETS, "+Inf"), hist[: len(BUCKETS) + 1], strict=True):
-                cumulative += n
+            for bound, in_bucket in zip((*BUCKETS, "+Inf"), hist[: len(BUCKETS) + 1], strict=True):
+                cumulative += in_bucket
                 name = "engram_http_request_duration_seconds_bucket"
                 lines.append(f'{name}{{{labels},le="{bound}"}} {int(cumulative)}')
             lines.append(f"engram_http_request_duration_seconds_sum{{{labels}}} {hist[-2]:.6f}")

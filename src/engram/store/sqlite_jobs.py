@@ -102,7 +102,8 @@ def _set(conn: sqlite3.Connection, ids: list[int], state: JobState, error: str, 
 def list_jobs(
     conn: sqlite3.Connection, cube: int | None, states: tuple[JobState, ...], limit: int
 ) -> list[Job]:
-    where, params = ["1 = 1"], []
+    where = ["1 = 1"]
+    params: list[object] = []
     if cube is not None:
         where.append("j.cube_id = ?")
         params.append(cube)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from engram.errors import ConfigError
 from engram.text.retrieval.base import QueryContext, Retriever
@@ -40,7 +41,7 @@ register_pipeline(
     lambda: AdaptiveRetriever(single=hybrid(), iterative=IterativeRetriever(hybrid().scorer)),
 )
 for _part in HYBRID_PARTS:
-    register_pipeline(f"hybrid-no-{_part}", lambda part=_part: hybrid(without=part))
+    register_pipeline(f"hybrid-no-{_part}", partial(hybrid, without=_part))
 
 __all__ = [
     "PIPELINES",

@@ -131,7 +131,9 @@ def window_group(snapshot: CubeSnapshot, before: int, after: int) -> sparse.csr_
 
 def _count(texts: list[str], vocab: dict[str, int]) -> sparse.csr_matrix:
     """Term counts of `texts` (rows) over `vocab`, which grows with new terms."""
-    indptr, indices, data = [0], [], []
+    indptr: list[int] = [0]
+    indices: list[int] = []
+    data: list[int] = []
     for text in texts:
         row: dict[int, int] = {}
         for tok in tokens(text):

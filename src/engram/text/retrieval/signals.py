@@ -81,6 +81,7 @@ class LexicalSignal(Scorer):
         terms = query_tokens(ctx.query)
         if self.unit == "turn":
             return lex.bm25(terms, lex.rows, self.k1, self.b)
+        scores: np.ndarray | float  # 0.0: no session documents at all
         if self.unit == "window":
             docs = window_documents(snap, self.before, self.after)
             scores = lex.bm25(terms, docs, self.k1, self.b)
