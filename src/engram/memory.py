@@ -276,9 +276,7 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         scope = Scope.of(user_id, agent_id, required=False)
         if scope.owner is None:
             found = self.store.locate(memory_id)
-            owned = (
-                None if found is None else self.cube(Scope.of(**owner_args(found.owner)))
-            )
+            owned = None if found is None else self.cube(Scope.of(**owner_args(found.owner)))
             if found is None or owned is None or owned.id != found.cube:
                 raise NotFoundError(f"no memory {memory_id!r}")
             return owned

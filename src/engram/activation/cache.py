@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface, DynamicCache
@@ -41,18 +41,23 @@ class EngramCache(DynamicCache):
         return cls(block.kv(dtype), block.n_tokens)
 
     @property
+    def kv_layers(self) -> list[DynamicLayer]:
+        """`layers`, typed as what this cache holds: DynamicLayers, each filled."""
+        return cast("list[DynamicLayer]", self.layers)
+
+    @property
     def ragged(self) -> bool:
         return len(set(self.stored)) > 1
 
     def _appended(self) -> int:
-        return self.layers[0].get_seq_length() - self.stored[0]
+        return self.kv_layers[0].get_seq_length() - self.stored[0]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Logical length: prompt tokens covered plus tokens appended since (RoPE positions)."""
         return self.prompt_tokens + self._appended()
 
     def get_query_offset(self, layer_idx: int = 0) -> int:
-        return max(layer.get_seq_length() for layer in self.layers)
+        return max(layer.get_seq_length() for layer in self.kv_layers)
 
     def get_mask_sizes(self, query_length: int, layer_idx: int) -> tuple[int, int]:
         return self.get_query_offset() + query_length, 0

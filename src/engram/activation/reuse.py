@@ -29,7 +29,8 @@ def reuse_cache(block: KVBlock, model: Any) -> EngramCache:
     """A fresh transformers cache holding `block` (each call: generation mutates it)."""
     cache = EngramCache.of(block, next(model.parameters()).dtype)
     device = _device(model)
-    for layer in cache.layers:
+    for layer in cache.kv_layers:
+        assert layer.keys is not None and layer.values is not None  # filled from the block
         layer.keys, layer.values = layer.keys.to(device), layer.values.to(device)
     return cache
 

@@ -420,11 +420,17 @@ def plot(result: dict[str, Any], matrix_png: Path, curves_png: Path) -> bool:
     fig.savefig(matrix_png, dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = plt.get_cmap("tab20").colors
+    colors = plt.get_cmap("tab20")  # qualitative: cmap.N (20) distinct colors, by index
     for k, (name, d) in enumerate(details.items()):
         xs = range(1, len(d["curve"]) + 1)
-        style = {"linestyle": "--" if name in JOINTS else "-", "color": colors[k % len(colors)]}
-        ax.plot(xs, d["curve"], marker="os^vD"[k % 5], label=name, **style)
+        ax.plot(
+            xs,
+            d["curve"],
+            marker="os^vD"[k % 5],
+            label=name,
+            linestyle="--" if name in JOINTS else "-",
+            color=colors(k % colors.N),
+        )
     ax.set_xticks(range(1, len(next(iter(details.values()))["curve"]) + 1))
     ax.set_xlabel("batches taught")
     ax.set_ylabel("avg recall of batches so far (%)")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from engram.llm.base import ChatMessage, ChatModel, LLMError
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin, PreTrainedModel
 
 
 class TransformersChat(ChatModel):
@@ -28,8 +31,9 @@ class TransformersChat(ChatModel):
             from engram.lm import load_model
 
             loaded = load_model(model)
+        self.model: PreTrainedModel
         self.model, self.tokenizer = loaded
-        self.model.to(device)
+        self.model.to(device)  # type: ignore[arg-type]  # transformers' @wraps stub drops self
         self.model.eval()
         self.device, self.max_new_tokens = device, max_new_tokens
         self.name = str(model) if model is not None else "engram-lm"
@@ -49,7 +53,7 @@ class TransformersChat(ChatModel):
         ids = ids[:, -max(1, limit - self.max_new_tokens) :].to(self.device)  # keep the end
         pad = self.tokenizer.pad_token_id
         with torch.no_grad():
-            out = self.model.generate(
+            out = cast("GenerationMixin", self.model).generate(  # a causal LM: it generates
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=self.max_new_tokens,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
-from peft import PeftConfig, PeftModel, get_peft_model_state_dict
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model_state_dict
 
 from engram.errors import ConfigError, NotFoundError, ValidationError
 from engram.parametric.batching import model_device
 from engram.parametric.registry import AdapterManifest, AdapterRegistry, model_fingerprint
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin
 
 Combination = Literal["cat", "svd", "linear", "ties"]
 EXACT: frozenset[str] = frozenset({"cat", "svd"})
@@ -94,7 +97,7 @@ class AdapterHost:
         """Greedy continuation of `prompt` with or without an adapter."""
         with self.using(adapter) if adapter or self.loaded else nullcontext(self.model) as model:
             inputs = self.tokenizer(prompt, return_tensors="pt").to(model_device(model))
-            out = model.generate(
+            out = cast("GenerationMixin", model).generate(  # a causal LM (or peft's wrapper)
                 **inputs,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
@@ -125,7 +128,8 @@ class AdapterHost:
             raise ValidationError(f"{len(weights)} weights for {len(names)} adapters")
         extra: dict[str, Any] = {}
         if combination == "svd":
-            extra["svd_rank"] = sum(self.model.peft_config[n].r for n in names)
+            # svd merging is LoRA's: every loaded adapter has a LoraConfig
+            extra["svd_rank"] = sum(cast(LoraConfig, self.model.peft_config[n]).r for n in names)
         elif combination == "ties":
             extra["density"] = 1.0
         self.model.add_weighted_adapter(list(names), weights, into, combination, **extra)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 
 from engram.config import LoRAConfig
 from engram.errors import ValidationError
@@ -42,7 +42,7 @@ def lora_config(settings: LoRAConfig, rank: int | None = None) -> LoraConfig:
     r = rank or settings.rank
     return LoraConfig(
         r=r,
-        lora_alpha=settings.alpha * r / settings.rank,
+        lora_alpha=settings.alpha * r / settings.rank,  # type: ignore[arg-type]  # peft: int, float ok
         lora_dropout=settings.dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
@@ -159,7 +159,7 @@ class ContinualLearner:
         self.model.eval()
         return loss_value
 
-    def export(self) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
+    def export(self) -> tuple[PeftConfig, dict[str, torch.Tensor]]:
         """One exact LoRA adapter holding everything learned: (peft config, state dict)."""
         exported = self.safeguard.export(self)
         if exported is not None:

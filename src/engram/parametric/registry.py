@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 import torch
@@ -25,6 +25,9 @@ from engram.errors import (
     ValidationError,
     write_error,
 )
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -72,7 +75,8 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     config = getattr(model, "config", None)
     if config is not None:
         digest.update(config.to_json_string(use_diff=False).encode())
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    wrapped = hasattr(model, "get_base_model")  # a PeftModel: fingerprint the model under it
+    base = cast("PeftModel", model).get_base_model() if wrapped else model
     for name, p in base.state_dict().items():
         if "lora_" in name or "osf_" in name:
             continue

@@ -178,7 +178,7 @@ def whole_owner(caller: ScopedMemory, user_id: str | None, agent_id: str | None)
     to an agent of a user (the counts are the owner's)."""
     caller.principal.require(KeyScope.READ)
     owner = caller.principal.owner_kwargs(user_id, agent_id)
-    scope = Scope.of(owner["user_id"], owner["agent_id"])
+    scope = Scope.of(owner.get("user_id"), owner.get("agent_id"))
     if scope.agent_filter is not None:
         raise ValidationError("insights cover a whole owner: give user_id or agent_id, not both")
     return scope

@@ -3,7 +3,8 @@ penalty on the overlap of the new adapter's subspace with theirs: sum |A_old A_n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict
@@ -12,6 +13,8 @@ from engram.errors import ValidationError
 from engram.parametric.safeguards.base import BatchRun, Safeguard
 
 if TYPE_CHECKING:
+    from peft.tuners.tuners_utils import BaseTuner
+
     from engram.parametric.learner import ContinualLearner
 
 MERGED = "merged"
@@ -26,7 +29,7 @@ class OrthogonalLoRA(Safeguard):
             raise ValidationError(f"olora weight must be >= 0, got {weight}")
         self.weight, self.rank = weight, rank
         self._names: list[str] = []
-        self._pairs: list[tuple[torch.nn.Module, torch.nn.Module, list[torch.Tensor]]] = []
+        self._pairs: list[tuple[torch.nn.Linear, torch.nn.Module, list[torch.Tensor]]] = []
 
     def prepare_parameters(self, run: BatchRun) -> None:
         from engram.parametric.learner import lora_config
@@ -38,13 +41,13 @@ class OrthogonalLoRA(Safeguard):
         else:
             learner.model = get_peft_model(learner.base, config, new)
         self._names.append(new)
-        learner.model.base_model.set_adapter(list(self._names))
+        _tuner(learner.model).set_adapter(list(self._names))
         for name, p in learner.model.named_parameters():
             p.requires_grad_(f".{new}." in name)
         self._pairs = [
-            (m.lora_A[new], m, [m.lora_A[o].weight.detach() for o in self._names[:-1]])
+            (lora_a[new], m, [lora_a[o].weight.detach() for o in self._names[:-1]])
             for m in learner.model.modules()
-            if hasattr(m, "lora_A") and new in getattr(m, "lora_A", {})
+            if new in (lora_a := _lora_a(m))
         ]
 
     def penalty(self, run: BatchRun) -> torch.Tensor | None:
@@ -66,7 +69,18 @@ class OrthogonalLoRA(Safeguard):
         config = model.peft_config[MERGED]
         exported = {k: v.detach().clone() for k, v in state.items()}
         model.delete_adapter(MERGED)
-        model.base_model.set_adapter(list(self._names))
+        _tuner(model).set_adapter(list(self._names))
         for p in model.parameters():
             p.requires_grad_(False)
         return config, exported
+
+
+def _tuner(model: PeftModel) -> BaseTuner:
+    """The peft tuner under `model` (torch types module attributes as Tensor | Module)."""
+    return cast("BaseTuner", model.base_model)
+
+
+def _lora_a(module: torch.nn.Module) -> Mapping[str, torch.nn.Linear]:
+    """The module's LoRA A layers by adapter name ({} for a module without LoRA); O-LoRA's
+    overlap penalty is defined for the 2-D weights of LoRA on linear layers."""
+    return cast("Mapping[str, torch.nn.Linear]", getattr(module, "lora_A", {}))
