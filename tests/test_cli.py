@@ -243,12 +243,12 @@ def test_search_for_the_word_bench_with_json_after(home: Path) -> None:
 def test_commands_that_do_not_embed_never_load_the_model(home: Path, tmp_path: Path, monkeypatch):
     mid = ok_json(home, "add", "a memory", "-u", "alice")[0]["id"]
     other = ok_json(home, "add", "another", "-u", "alice")[0]["id"]
-    import engram.cli
+    import engram.cli.common
 
     def no_model(settings: str):
         raise AssertionError("the embedding model was loaded")
 
-    monkeypatch.setattr(engram.cli, "_embedder", no_model)
+    monkeypatch.setattr(engram.cli.common, "_embedder", no_model)
     for args in (
         ["list", "-u", "alice"],
         ["show", mid],

@@ -334,3 +334,61 @@ def test_a_large_add_that_fails_part_way_is_completed_by_its_retry(
         mem.add(turns, user_id="alice", idempotency_key="import-1")
         stored = [item.memory for item in mem.iter_all(user_id="alice")]
         assert sorted(stored) == sorted(turns)
+
+
+def test_the_numpy_encoder_equals_the_torch_path() -> None:
+    """The CLI's query encoder (no torch import) and sentence-transformers agree."""
+    from engram.embed.local import SentenceTransformerEmbedder
+    from engram.embed.numpy_bert import NumpyBertEmbedder
+
+    texts = [
+        "where does alice live?",
+        "I adopted a dog last week! A three-year-old greyhound called Biscuit.",
+        "a",
+        "Émile's café — naïve 😀 ¿qué?",
+        "word " * 400,  # past max_seq_length: truncated the same way
+        "Tomas hurt his knee running the Lisbon half marathon in October 2023.",
+    ]
+    fast = NumpyBertEmbedder().embed(texts)
+    exact = SentenceTransformerEmbedder(precision="fp32").embed(texts)
+    cosines = (fast * exact).sum(axis=1)
+    assert cosines.min() >= 0.9999, cosines
+
+
+def test_the_numpy_encoder_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    from engram.embed.numpy_bert import NumpyBertEmbedder
+    from engram.errors import ConfigError
+
+    (tmp_path / "config.json").write_text('{"model_type": "t5"}')
+    with pytest.raises(ConfigError, match="sentence-transformers"):
+        NumpyBertEmbedder(str(tmp_path))
+    with pytest.raises(ConfigError, match="not a directory"):
+        NumpyBertEmbedder(str(tmp_path / "missing"))
+
+
+def test_small_batches_never_wait_behind_a_bulk_batch() -> None:
+    """`local` routes by batch size and coalesces each path apart: a query embeds while a
+    bulk batch is still running on the other path."""
+    from engram.embed.coalesce import CoalescingEmbedder
+    from engram.embed.routed import BatchRoutedEmbedder
+
+    started, release = threading.Event(), threading.Event()
+
+    class SlowBulk(HashEmbedder):
+        def _embed(self, texts: list[str]) -> np.ndarray:
+            started.set()
+            release.wait(30)
+            return super()._embed(texts)
+
+    small, bulk = HashEmbedder(dim=8, name="h"), SlowBulk(dim=8, name="h")
+    routed = BatchRoutedEmbedder(CoalescingEmbedder(small), lambda: CoalescingEmbedder(bulk), 4)
+    routed.large()  # built (and its agreement checked) before the race
+    started.clear()
+    worker = threading.Thread(target=routed.embed, args=([f"bulk {i}" for i in range(10)],))
+    worker.start()
+    assert started.wait(10)
+    query = routed.for_owner("user:bob").embed(["a query"])  # returns while bulk is held
+    assert query.shape == (1, 8) and small.calls >= 1
+    release.set()
+    worker.join(10)
+    assert bulk.calls >= 1

@@ -12,6 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from engram.config import EngramConfig
 from engram.memory import Memory
+from engram.tier_api import KVVerbs, LoRAVerbs
 from engram.types import MemoryItem
 
 P = ParamSpec("P")
@@ -26,6 +27,47 @@ def _awaitable(
         return await asyncio.to_thread(method, self.sync, *args, **kwargs)
 
     return run
+
+
+V = TypeVar("V", KVVerbs, LoRAVerbs)
+
+
+def _in_thread(
+    method: Callable[Concatenate[V, P], R],
+) -> Callable[Concatenate[Any, P], Awaitable[R]]:
+    """A tier verb awaited: the synchronous one runs in a worker thread."""
+
+    @functools.wraps(method)
+    async def run(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, self.sync, *args, **kwargs)
+
+    return run
+
+
+class AsyncKVVerbs:
+    """`am.kv`: the verbs of `Memory.kv`, awaited."""
+
+    def __init__(self, sync: KVVerbs):
+        self.sync = sync
+
+    build = _in_thread(KVVerbs.build)
+    ls = _in_thread(KVVerbs.ls)
+    get = _in_thread(KVVerbs.get)
+    rm = _in_thread(KVVerbs.rm)
+    stats = _in_thread(KVVerbs.stats)
+
+
+class AsyncLoRAVerbs:
+    """`am.lora`: the verbs of `Memory.lora`, awaited."""
+
+    def __init__(self, sync: LoRAVerbs):
+        self.sync = sync
+
+    facts = _in_thread(LoRAVerbs.facts)
+    train = _in_thread(LoRAVerbs.train)
+    ls = _in_thread(LoRAVerbs.ls)
+    manifest = _in_thread(LoRAVerbs.manifest)
+    ask = _in_thread(LoRAVerbs.ask)
 
 
 class AsyncMemory:
@@ -62,6 +104,15 @@ class AsyncMemory:
     run_jobs = _awaitable(Memory.run_jobs)
     retry_jobs = _awaitable(Memory.retry_jobs)
     extract = _awaitable(Memory.extract)
+    tiers = _awaitable(Memory.tiers)
+
+    @property
+    def kv(self) -> AsyncKVVerbs:
+        return AsyncKVVerbs(self.sync.kv)
+
+    @property
+    def lora(self) -> AsyncLoRAVerbs:
+        return AsyncLoRAVerbs(self.sync.lora)
 
     async def iter_all(
         self,

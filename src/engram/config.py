@@ -50,6 +50,14 @@ class EmbedderConfig(_Section):
         default=None, gt=0, description="Vector size, required for 'openai' unless probed."
     )
     batch_size: int = Field(default=32, gt=0, le=4096, description="Texts per forward pass.")
+    bulk_threads: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="'local': torch threads for bulk batches (0: torch's default, i.e. "
+        "OMP_NUM_THREADS, which `engram serve` sets to all cores but one so that queries "
+        "keep a core during a bulk add).",
+    )
     small_batch: int = Field(
         default=16,
         ge=0,
@@ -78,6 +86,12 @@ class SearchConfig(_Section):
 
     pipeline: str = Field(
         default="hybrid", description="Name of the registered retrieval pipeline to use."
+    )
+    reranker: str = Field(
+        default="online",
+        description="Name of the registered reranker that learns the owner's feedback weights "
+        "on top of the pipeline's score: 'online' (a small RankNet step per report) or "
+        "'fixed' (reports are recorded, the round default weights never move).",
     )
     default_k: int = Field(default=10, gt=0, le=1000, description="Hits returned by default.")
     max_k: int = Field(default=1000, gt=0, description="Largest k a caller may ask for.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +11,20 @@ import numpy as np
 from engram.embed.base import Embedder
 from engram.errors import NotFoundError
 from engram.store.base import Change, MemoryFilter, NewMemory, Store
-from engram.store.feedback import FeedbackEvent, FeedbackLabel
+from engram.store.feedback import FeedbackEvent, FeedbackLabel, FeedbackLog
 from engram.text.access import AccessRecorder
 from engram.text.ingest import index_text
-from engram.text.reranker import OnlineReranker
+from engram.text.reranker import Reranker
 from engram.text.retrieval import QueryContext, Retriever
-from engram.text.retrieval.feedback import feedback_features, snapshot_rows
-from engram.text.retrieval.hybrid import base_scorer
+from engram.text.retrieval.feedback import (
+    FEATURES,
+    feedback_features,
+    snapshot_rows,
+    weight_vector,
+)
+from engram.text.retrieval.scorer import Scorer
+from engram.text.tier import TextTier
+from engram.tiers import Tier
 from engram.types import (
     CubeStats,
     FeedbackResult,
@@ -43,6 +50,31 @@ class MemCube:
     embedder: Embedder
     access: AccessRecorder | None = None
     lifecycle: Lifecycle | None = None  # retention: feedback strengthens what was recalled
+    derived: tuple[Tier[Any, Any], ...] = ()  # tiers built from the text: activation, parametric
+
+    # -- tiers ------------------------------------------------------------------------
+
+    @property
+    def text(self) -> TextTier:
+        return TextTier(self)
+
+    @property
+    def tiers(self) -> dict[str, Tier[Any, Any]]:
+        """Every tier of the cube by name: text first, then those built from it."""
+        return {tier.name: tier for tier in (self.text, *self.derived)}
+
+    def erase(self, memory_ids: Sequence[str]) -> int:
+        """Erase memories from every tier: first what was built from them (KV blocks,
+        adapter versions), then the text, so a failure part-way leaves the text to retry
+        with; then the derived tiers once more, for a build that recorded itself meanwhile
+        (a build checks its memories still exist after recording). Returns how many
+        memories the text tier erased."""
+        for tier in self.derived:
+            tier.forget(memory_ids)
+        erased = len(self.text.forget(memory_ids))
+        for tier in self.derived:
+            tier.forget(memory_ids)
+        return erased
 
     # -- text tier --------------------------------------------------------------------
 
@@ -81,15 +113,44 @@ class MemCube:
         return {}
 
     def feedback(
-        self, query: str, labels: dict[str, FeedbackLabel], reranker: OnlineReranker
+        self,
+        query: str,
+        labels: dict[str, FeedbackLabel],
+        reranker: Reranker,
+        pipeline: Retriever,
     ) -> FeedbackResult:
         """Record which memories helped (or were wrong) for `query` and take one reranker
-        step; features come from the log before this report, as at search time."""
+        step on top of `pipeline`'s score without feedback; features come from the log
+        before this report, as at search time. A pipeline without a feedback part only
+        records the report (the weights stay as they are)."""
         keys = {self._key(memory_id): label for memory_id, label in labels.items()}
         ctx = QueryContext(self.store, self.id, query, MemoryFilter(), self.embedder.embed_one)
         log = self.store.feedback(self.id)
+        learned = pipeline.feedback_base()
+        weights: dict[str, float] | None = None
+        if learned is not None:
+            weights = self._rerank_step(ctx, log, keys, reranker, *learned)
+        events = [FeedbackEvent(key, label) for key, label in keys.items()]
+        self.store.add_feedback(self.id, query, ctx.vector, events, weights)
+        if self.lifecycle is not None:
+            self.lifecycle.on_feedback(self.id, keys)
+        if weights is None:  # recorded only: the owner's weights stay as they were
+            weights = dict(zip(FEATURES, weight_vector(log.weights).tolist(), strict=True))
+        return FeedbackResult(owner=self.owner, recorded=len(events), weights=weights)
+
+    def _rerank_step(
+        self,
+        ctx: QueryContext,
+        log: FeedbackLog,
+        keys: dict[int, FeedbackLabel],
+        reranker: Reranker,
+        base: Scorer,
+        weight: float,
+    ) -> dict[str, float]:
+        """One reranker step on top of `base`, the pipeline's score without its feedback part
+        (summed with `weight`); features come from the log before this report."""
         snap = ctx.snapshot
-        features = feedback_features(log, snap, ctx.vector, query)
+        features = feedback_features(log, snap, ctx.vector, ctx.query)
         labelled = np.fromiter(keys, dtype=np.int64, count=len(keys))
         rows, active = snapshot_rows(snap, labelled)  # archived memories have no row
 
@@ -97,18 +158,13 @@ class MemCube:
             chosen = np.array([keys[int(key)] in wanted for key in labelled], dtype=bool)
             return rows[active & chosen]
 
-        weights = reranker.update(
+        return reranker.update(
             log.weights,
-            base_scorer()(ctx),
-            features,
+            base(ctx),
+            weight * features,
             of(FeedbackLabel.CITED, FeedbackLabel.USED),
             of(FeedbackLabel.WRONG),
         )
-        events = [FeedbackEvent(key, label) for key, label in keys.items()]
-        self.store.add_feedback(self.id, query, ctx.vector, events, weights)
-        if self.lifecycle is not None:
-            self.lifecycle.on_feedback(self.id, keys)
-        return FeedbackResult(owner=self.owner, recorded=len(events), weights=weights)
 
     def _key(self, memory_id: str) -> int:
         found = self.store.locate(memory_id)
@@ -176,7 +232,9 @@ class MemCube:
         )
 
     def purge(self, memory_id: str) -> int:
-        return self._purge([self._key(memory_id)])
+        """Erase one memory from every tier."""
+        self._key(memory_id)  # NotFoundError when not this cube's
+        return self.erase([memory_id])
 
     def archive_where(self, flt: MemoryFilter, reason: str | None) -> int:
         keys = self.store.keys(self.id, flt)
@@ -185,9 +243,18 @@ class MemCube:
         )
 
     def purge_where(self, flt: MemoryFilter) -> int:
-        return self._purge(self.store.keys(self.id, flt))
+        """Erase the matching memories from every tier (derived tiers first, as `erase`)."""
+        keys = self.store.keys(self.id, flt)
+        ids = [item.id for item in self.store.by_keys(self.id, keys).values()]
+        for tier in self.derived:
+            tier.forget(ids)
+        erased = self.erase_keys(keys)
+        for tier in self.derived:  # as in `erase`
+            tier.forget(ids)
+        return erased
 
-    def _purge(self, keys: list[int]) -> int:
+    def erase_keys(self, keys: list[int]) -> int:
+        """The text tier's erasure: rows, versions, index entries, vectors (store.purge)."""
         erased = self.store.purge(self.id, keys)
         if self.access is not None:
             self.access.forget(self.id, keys)

@@ -50,8 +50,9 @@ from engram.text.ingest import (
     new_rows,
     to_messages,
 )
-from engram.text.reranker import OnlineReranker
+from engram.text.reranker import build_reranker
 from engram.text.retrieval import PIPELINES, Retriever, build_pipeline
+from engram.tier_api import TierVerbs
 from engram.types import CubeStats, FeedbackResult, MemoryItem, MemoryType, Page, SearchHit, Version
 
 MIN_ID_PREFIX = 4  # as git: shorter abbreviations are refused, not guessed
@@ -165,7 +166,7 @@ class AddRequest:
     idempotency_key: str | None = None  # a retried add returns what the first one stored
 
 
-class Memory(RetentionVerbs, ExtractionVerbs):
+class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
     """A memory for LLM apps. `Memory()` is embedded: SQLite under ENGRAM_HOME + MiniLM.
 
     Every memory belongs to an owner (`user_id`, else `agent_id`); each owner's memories
@@ -194,7 +195,7 @@ class Memory(RetentionVerbs, ExtractionVerbs):
             raise ConfigError("pass either a config object or keyword settings, not both")
         self.config = config or load_config(**overrides)
         self._pipelines: dict[str, Retriever] = {}
-        self._reranker = OnlineReranker()
+        self._reranker = build_reranker(self.config.search.reranker)  # ConfigError if unknown
         self._cubes = _CubeCache()
         self._lock = threading.Lock()
         self._cursor_codec: CursorCodec | None = None
@@ -266,6 +267,7 @@ class Memory(RetentionVerbs, ExtractionVerbs):
                 self.embedder.for_owner(owner),  # per-owner embedding cache
                 self.access,
                 self.lifecycle,
+                self._derived_tiers(owner),  # KV blocks and adapters built from its memories
             )
         )
 
@@ -503,7 +505,7 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         for memory_id in labels:
             if self._owned(memory_id, user_id, agent_id).id != cube.id:
                 raise NotFoundError(f"no memory {memory_id!r} for {scope.owner}")
-        return cube.feedback(query, labels, self._reranker)
+        return cube.feedback(query, labels, self._reranker, self.pipeline())
 
     def _reason(self, reason: str | None) -> str | None:
         limit = self.config.limits.max_text_chars
@@ -626,7 +628,9 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         agent_id: str | None = None,
         source: str = "api",
     ) -> None:
-        """Archive a memory (restorable); `hard=True` erases it and its history (GDPR)."""
+        """Archive a memory (restorable); `hard=True` erases it and its history (GDPR)
+        from every tier: its text, every KV block built from it and every adapter version
+        that learned it."""
         hard = check_flag(hard, "hard")
         source = check_id(source, "source")
         reason = self._reason(reason)
@@ -661,8 +665,8 @@ class Memory(RetentionVerbs, ExtractionVerbs):
         session_id: str | None = None,
         hard: bool = False,
     ) -> int:
-        """Archive (or with `hard=True` erase) all of an owner's memories; returns the count.
-        Erasing an owner's last memories erases the owner too (gone from `owners()`)."""
+        """Archive (or with `hard=True` erase, from every tier) all of an owner's memories;
+        returns the count. Erasing an owner's last memories erases the owner too."""
         hard = check_flag(hard, "hard")
         scope = Scope.of(user_id, agent_id, session_id)
         flt = build_filter(scope, include_archived=hard)

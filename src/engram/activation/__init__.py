@@ -4,7 +4,7 @@
     key = KVStore(home / "kv").put(block)
     new_tokens = generate(model, block, block.token_ids + question_ids)
 
-Names load on first use (PEP 562), so `import engram.activation.cli` stays free of torch.
+Names load on first use (PEP 562), so `engram kv --help` stays free of torch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Identities a stored KV cache is checked against: the model, the tokenizer, the prefix."""
+"""Identities a stored KV cache is checked against: the model (`engram.lm.fingerprint`,
+shared with adapters), the tokenizer, the prefix."""
 
 from __future__ import annotations
 
@@ -7,28 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import torch
+from engram.lm.fingerprint import model_fingerprint
 
-# Config keys that do not change what a model computes.
-_IGNORED_CONFIG = {"_name_or_path", "transformers_version", "_attn_implementation_autoset"}
-_SAMPLES_PER_TENSOR = 4096
-
-
-def model_fingerprint(model: Any) -> str:
-    """sha256 over the config (minus paths and versions), every parameter's name, shape and
-    dtype, and a strided sample of its values: cheap even for a large checkpoint, and any
-    retraining or different weights change it."""
-    digest = hashlib.sha256()
-    config = {k: v for k, v in model.config.to_dict().items() if k not in _IGNORED_CONFIG}
-    config = {k: v for k, v in config.items() if not k.startswith("_attn_implementation")}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // _SAMPLES_PER_TENSOR)
-            digest.update(flat[::step][:_SAMPLES_PER_TENSOR].float().cpu().numpy().tobytes())
-    return digest.hexdigest()
+__all__ = ["chain_next", "chain_start", "model_fingerprint", "prefix_key", "tokenizer_hash"]
 
 
 def tokenizer_hash(tokenizer: Any | None) -> str | None:

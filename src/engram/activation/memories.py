@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from engram.activation.block import KVBlock
 from engram.activation.build import build_kv
@@ -12,8 +12,24 @@ from engram.activation.compress.base import Compressor
 from engram.activation.store import KVStore
 from engram.config import EngramConfig
 from engram.errors import ValidationError
-from engram.memory import Memory
 from engram.types import MemoryItem
+
+
+class MemorySource(Protocol):
+    """What choosing memories needs of the facade (`Memory` has it); the tier never
+    imports the facade."""
+
+    def get(
+        self, memory_id: str, *, user_id: str | None = ..., agent_id: str | None = ...
+    ) -> MemoryItem: ...
+
+    def iter_all(
+        self,
+        *,
+        user_id: str | None = ...,
+        agent_id: str | None = ...,
+        include_archived: bool = ...,
+    ) -> Iterator[MemoryItem]: ...
 
 
 def kv_store(config: EngramConfig) -> KVStore:
@@ -22,7 +38,7 @@ def kv_store(config: EngramConfig) -> KVStore:
 
 
 def select_memories(
-    memory: Memory,
+    memory: MemorySource,
     *,
     user_id: str | None = None,
     agent_id: str | None = None,
@@ -63,8 +79,26 @@ def block_text(items: Sequence[MemoryItem]) -> str:
     return "\n".join(lines)
 
 
+def build_block(
+    items: Sequence[MemoryItem],
+    model: Any,
+    tokenizer: Any,
+    compressor: Compressor | None = None,
+    fingerprint: str | None = None,
+) -> KVBlock:
+    """The KV block of `items` (one owner's), with the owner and memory ids in its meta."""
+    if not items:
+        raise ValidationError("a KV block needs at least one memory")
+    meta = {
+        "owner": items[0].provenance.owner,
+        "memory_ids": [item.id for item in items],
+        "model": str(getattr(model.config, "_name_or_path", "")),
+    }
+    return build_kv(model, block_text(items), tokenizer, compressor, meta, fingerprint)
+
+
 def materialize(
-    memory: Memory,
+    memory: MemorySource,
     store: KVStore,
     model: Any,
     tokenizer: Any,
@@ -81,10 +115,5 @@ def materialize(
     items = select_memories(
         memory, user_id=user_id, agent_id=agent_id, ids=ids, top=top, recent=recent
     )
-    meta = {
-        "owner": items[0].provenance.owner,
-        "memory_ids": [item.id for item in items],
-        "model": str(getattr(model.config, "_name_or_path", "")),
-    }
-    block = build_kv(model, block_text(items), tokenizer, compressor, meta, fingerprint)
+    block = build_block(items, model, tokenizer, compressor, fingerprint)
     return store.put(block), block

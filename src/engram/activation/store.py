@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,25 @@ class KVEntry:
     fp16_nbytes: int
     created_at: str
     meta: dict[str, Any]
+
+    @property
+    def method_name(self) -> str:
+        """The compression chain as one string: '' for none, else e.g. 'snapkv+kivi'."""
+        return "+".join(step["name"] for step in json.loads(self.method))
+
+    @classmethod
+    def of(cls, key: str, block: KVBlock) -> KVEntry:
+        """The entry of a block just stored under `key`."""
+        return cls(
+            key=key,
+            n_tokens=block.n_tokens,
+            model_fingerprint=block.model_fingerprint,
+            method=method_key(block.method),
+            nbytes=block.nbytes,
+            fp16_nbytes=block.fp16_nbytes,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            meta=dict(block.meta),
+        )
 
 
 def method_key(method: list[dict[str, Any]]) -> str:

@@ -50,7 +50,7 @@ def _start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    command = [sys.executable, "-m", "engram.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "engram", "serve", "--port", str(port)]
     return subprocess.Popen(
         [*command, "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL
     )

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 _SCRIPT = Path(sys.executable).with_name("engram")  # the console script a user runs
-ENGRAM = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "engram.cli"]
+ENGRAM = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "engram"]
 COMMANDS: dict[str, list[str]] = {
     "engram --help": ["--help"],
     "engram add TEXT -u maya-tomas": ["add", "Biscuit sleeps all day", "-u", "maya-tomas"],

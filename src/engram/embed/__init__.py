@@ -21,6 +21,10 @@ def register_embedder(name: str, factory: EmbedderFactory) -> None:
 def _sentence_transformers(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.local import SentenceTransformerEmbedder
 
+    if cfg.bulk_threads:
+        import torch
+
+        torch.set_num_threads(cfg.bulk_threads)
     return SentenceTransformerEmbedder(
         cfg.model, device=cfg.device, batch_size=cfg.batch_size, precision=cfg.precision
     )
@@ -32,14 +36,21 @@ def _numpy_bert(cfg: EmbedderConfig) -> Embedder:
     return NumpyBertEmbedder(cfg.model, batch_size=cfg.batch_size)
 
 
+def _coalesced(cfg: EmbedderConfig, embedder: Embedder) -> Embedder:
+    return CoalescingEmbedder(embedder, cfg.batch_size) if cfg.coalesce else embedder
+
+
 def _local(cfg: EmbedderConfig) -> Embedder:
-    """Queries and single messages on numpy (fast start), bulk on sentence-transformers."""
+    """Queries and single messages on numpy (fast start), bulk on sentence-transformers.
+    Each path coalesces its own callers: a query never queues behind a bulk add's batch."""
     if cfg.small_batch == 0:
-        return _sentence_transformers(cfg)
+        return _coalesced(cfg, _sentence_transformers(cfg))
     from engram.embed.routed import BatchRoutedEmbedder
 
     return BatchRoutedEmbedder(
-        _numpy_bert(cfg), lambda: _sentence_transformers(cfg), cfg.small_batch
+        _coalesced(cfg, _numpy_bert(cfg)),
+        lambda: _coalesced(cfg, _sentence_transformers(cfg)),
+        cfg.small_batch,
     )
 
 
@@ -52,6 +63,7 @@ def _openai(cfg: EmbedderConfig) -> Embedder:
 
 
 register_embedder("local", _local)
+SELF_COALESCING = {"local"}  # factories that put the coalescer where it belongs themselves
 register_embedder("numpy-bert", _numpy_bert)
 register_embedder("sentence-transformers", _sentence_transformers)
 register_embedder("openai", _openai)
@@ -63,7 +75,7 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
     if factory is None:
         raise ConfigError(f"unknown embedder provider {cfg.provider!r}; known: {sorted(EMBEDDERS)}")
     embedder = factory(cfg)
-    if cfg.coalesce:
+    if cfg.coalesce and cfg.provider not in SELF_COALESCING:
         embedder = CoalescingEmbedder(embedder, cfg.batch_size)
     return CachedEmbedder(embedder, cfg.cache_size) if cfg.cache_size else embedder
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engram.embed.base import Embedder, EmbeddingError
+from engram.embed.cache import NO_OWNER
 
 
 class BatchRoutedEmbedder(Embedder):
@@ -39,9 +40,13 @@ class BatchRoutedEmbedder(Embedder):
             return self._large
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        if len(texts) <= self.threshold:
-            return self.small.embed(texts)
-        return self.large().embed(texts)
+        return self._embed_for(NO_OWNER, texts)
+
+    def _embed_for(self, owner: str, texts: list[str]) -> np.ndarray:
+        """Route by the caller's batch size; the owner goes on to each path's coalescer,
+        so a batch never mixes owners (see engram.embed.coalesce)."""
+        path = self.small if len(texts) <= self.threshold else self.large()
+        return path._embed_for(owner, texts)
 
     def close(self) -> None:
         self.small.close()

@@ -19,6 +19,7 @@ from engram.parametric.registry import (
     AdapterManifest,
     AdapterRegistry,
     model_fingerprint,
+    trained_on,
 )
 from engram.parametric.safeguards import build_safeguards
 
@@ -84,7 +85,7 @@ def teach(
     registry = registry_for(config)
     fingerprint = model_fingerprint(model)
     previous = None if fresh or not registry.versions(owner) else registry.get(owner)
-    if previous is not None and previous.base_fingerprint != fingerprint:
+    if previous is not None and not trained_on(previous, model, fingerprint):
         raise ConfigError(
             f"{owner}'s adapter v{previous.version} was trained on another base model; "
             "use --fresh to start over on this one"

@@ -11,7 +11,12 @@ from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model_state_dict
 
 from engram.errors import ConfigError, NotFoundError, ValidationError
 from engram.parametric.batching import model_device
-from engram.parametric.registry import AdapterManifest, AdapterRegistry, model_fingerprint
+from engram.parametric.registry import (
+    AdapterManifest,
+    AdapterRegistry,
+    model_fingerprint,
+    trained_on,
+)
 
 if TYPE_CHECKING:
     from transformers import GenerationMixin
@@ -36,7 +41,7 @@ class AdapterHost:
 
     def load(self, manifest: AdapterManifest, name: str | None = None) -> str:
         """Load a registered adapter under `name` (default: its owner) and activate it."""
-        if manifest.base_fingerprint != self.fingerprint:
+        if not trained_on(manifest, self.base, self.fingerprint):
             raise ConfigError(
                 f"adapter {manifest.owner} v{manifest.version} was trained on base model "
                 f"{manifest.base_model} ({manifest.base_fingerprint}), not on this one "

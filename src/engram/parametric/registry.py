@@ -25,6 +25,7 @@ from engram.errors import (
     ValidationError,
     write_error,
 )
+from engram.lm.fingerprint import model_fingerprint as model_fingerprint  # re-exported
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -33,6 +34,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
+_LEGACY_LENGTH = 32  # hex characters of a fingerprint saved before the shared one
 
 
 class AdapterCorruptError(StoreError):
@@ -68,9 +70,9 @@ class AdapterManifest:
         return data
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the architecture and of a sample of every weight (fast on large models):
-    an adapter is only loaded onto the base model it was trained on."""
+def legacy_fingerprint(model: torch.nn.Module) -> str:
+    """The 32-character fingerprint adapters were saved with before the activation and
+    parametric tiers shared `engram.lm.fingerprint`; recomputed only to accept them."""
     digest = hashlib.sha256()
     config = getattr(model, "config", None)
     if config is not None:
@@ -86,6 +88,15 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(str(tuple(p.shape)).encode())
         digest.update(sample.numpy().tobytes())
     return digest.hexdigest()[:32]
+
+
+def trained_on(manifest: AdapterManifest, model: torch.nn.Module, fingerprint: str) -> bool:
+    """Whether `manifest`'s adapter was trained on `model`, whose `model_fingerprint` is
+    `fingerprint`. An adapter saved with the legacy fingerprint is checked against that."""
+    if manifest.base_fingerprint == fingerprint:
+        return True
+    legacy = len(manifest.base_fingerprint) == _LEGACY_LENGTH
+    return legacy and manifest.base_fingerprint == legacy_fingerprint(model)
 
 
 def _sha256(path: Path) -> str:

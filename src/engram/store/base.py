@@ -137,6 +137,19 @@ class IdempotencyRecord:
     response: str | None = None
 
 
+@dataclass(frozen=True)
+class ArtifactSource:
+    """One memory an artifact of a derived tier (a KV block, an adapter version) was built
+    from, at the version it had then."""
+
+    tier: str  # 'activation' | 'parametric'
+    owner: str
+    artifact: str  # KV block key, or 'v<N>' for an adapter version
+    memory_id: str
+    memory_version: int
+    created_at: str
+
+
 class Store(Protocol):
     """Persistence for text memories. Every method that writes is one transaction. Keys
     and cube ids are never reused, even after a purge."""
@@ -316,6 +329,23 @@ class Store(Protocol):
 
     def release_idempotency(self, owner: str, key: str) -> None:
         """The write that held `key` failed: forget it, so a retry runs again."""
+
+    def record_artifact(
+        self, tier: str, owner: str, artifact: str, sources: list[tuple[str, int]]
+    ) -> None:
+        """Record the (memory id, version) pairs an artifact was built from (replacing
+        what was recorded for it before)."""
+
+    def artifacts(
+        self,
+        tier: str | None = None,
+        owner: str | None = None,
+        memory_ids: list[str] | None = None,
+    ) -> list[ArtifactSource]:
+        """Recorded sources of tier artifacts, narrowed to a tier, an owner, memory ids."""
+
+    def forget_artifact(self, tier: str, owner: str, artifact: str) -> None:
+        """Drop what was recorded about an artifact (it was deleted)."""
 
     def close(self) -> None:
         """Flush and release connections."""

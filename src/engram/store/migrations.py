@@ -215,6 +215,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX idempotency_keys_expiry ON idempotency_keys(expires_at)
         """,
     ),
+    (
+        # Provenance of tier artifacts (engram.tiers): which memory ids, at which version,
+        # every KV block (tier 'activation', key = block key) and adapter version (tier
+        # 'parametric', key = 'v<N>') was built from, so "which tiers hold memory X" is one
+        # query and an erasure finds every artifact to delete. Keyed by owner, not cube:
+        # an erasure removes the cube before its artifacts are all gone.
+        "0007_tier_artifacts",
+        """
+        CREATE TABLE tier_artifacts (
+            tier TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            artifact TEXT NOT NULL,
+            memory_id TEXT NOT NULL,
+            memory_version INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (tier, owner, artifact, memory_id)
+        );
+        CREATE INDEX tier_artifacts_memory ON tier_artifacts(memory_id)
+        """,
+    ),
 ]
 
 

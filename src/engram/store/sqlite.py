@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from engram.errors import CubeGoneError, EmbedderMismatchError, NotFoundError, StoreError
-from engram.store import sql, sqlite_idempotency, sqlite_jobs
+from engram.store import sql, sqlite_artifacts, sqlite_idempotency, sqlite_jobs
 from engram.store import sqlite_retention as retention
 from engram.store.base import (
+    ArtifactSource,
     Change,
     IdempotencyRecord,
     Located,
@@ -623,6 +624,27 @@ class SQLiteStore:
     def release_idempotency(self, owner: str, key: str) -> None:
         with self._write() as conn:
             sqlite_idempotency.release(conn, owner, key)
+
+    # -- provenance of tier artifacts -------------------------------------------------
+
+    def record_artifact(
+        self, tier: str, owner: str, artifact: str, sources: list[tuple[str, int]]
+    ) -> None:
+        with self._write() as conn:
+            sqlite_artifacts.record(conn, tier, owner, artifact, sources, utc_now())
+
+    def artifacts(
+        self,
+        tier: str | None = None,
+        owner: str | None = None,
+        memory_ids: list[str] | None = None,
+    ) -> list[ArtifactSource]:
+        with self._reading() as conn:
+            return sqlite_artifacts.select(conn, tier, owner, memory_ids)
+
+    def forget_artifact(self, tier: str, owner: str, artifact: str) -> None:
+        with self._write() as conn:
+            sqlite_artifacts.forget(conn, tier, owner, artifact)
 
     # -- feedback ---------------------------------------------------------------------
 

@@ -279,7 +279,7 @@ async function search(event) {
         .filter(Boolean).join(" · ");
       return el("li", { dataset: { id: hit.id } }, openButton(hit),
         el("span", { class: "meta" },
-          `relevance ${hit.relevance.toFixed(2)} · ${hit.type} · ${happened(hit)}`,
+          `relevance ${hit.relevance.toFixed(2)} · ${hit.type} · `, happened(hit),
           where ? ` · ${where}` : ""));
     }));
     say(hits.length ? `${hits.length} results for “${query}”.` : `No results for “${query}”.`);

@@ -5,13 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engram.store.base import MemoryFilter, Scored, Store
 from engram.store.vector_index import CubeSnapshot
 from engram.text.query import query_terms
+
+if TYPE_CHECKING:
+    from engram.text.retrieval.scorer import Scorer
 
 
 @dataclass
@@ -59,3 +62,9 @@ class Retriever(ABC):
     @abstractmethod
     def retrieve(self, ctx: QueryContext, k: int) -> list[Scored]:
         """The best `k` keys for the query, best first."""
+
+    def feedback_base(self) -> tuple[Scorer, float] | None:
+        """What the owner's reranker learns on top of: this pipeline's score without its
+        feedback part, and the weight that part is summed with; None when the pipeline has
+        no feedback part (feedback is then recorded, and no reranker step is taken)."""
+        return None

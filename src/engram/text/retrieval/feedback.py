@@ -10,9 +10,9 @@ Four features per memory, computed from the cube's feedback log before the query
   queries that cited the memory (the memory is "expanded" with the questions it answered);
 - `wrong`: minus the `similar` feature over queries for which the memory was marked wrong.
 
-The owner's online reranker (`engram.text.reranker`) holds one weight per feature; the
-signal is their weighted sum, added as is (calibrated) to the hybrid score. An owner with no
-feedback gets zeros: search is unchanged until feedback arrives.
+The owner's reranker (`engram.text.reranker`, `search.reranker`) learns one weight per
+feature; the signal is their weighted sum, added as is (calibrated) to the pipeline's score.
+An owner with no feedback gets zeros: search is unchanged until feedback arrives.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class FeedbackSignal(Scorer):
     """The owner's reranker applied to the feedback features (zeros without feedback)."""
 
     calibrated = True
+    learns_from_feedback = True
 
     def score(self, ctx: QueryContext) -> np.ndarray:
         log = ctx.store.feedback(ctx.cube)

@@ -49,3 +49,7 @@ class IterativeRetriever(Retriever):
             key=lambda s: -s.score,
         )
         return [Scored(key, score) for key, score in head] + ranked_tail
+
+    def feedback_base(self) -> tuple[Scorer, float] | None:
+        """The first round's scorer; the notes' centroid is not learned."""
+        return self.scorer.feedback_base()

@@ -15,10 +15,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from engram.store.base import Scored
 from engram.text.query import STOPWORDS
 from engram.text.retrieval.base import QueryContext, Retriever
+
+if TYPE_CHECKING:
+    from engram.text.retrieval.scorer import Scorer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SMALL_TALK = frozenset(
@@ -74,3 +78,7 @@ class AdaptiveRetriever(Retriever):
             return []
         chosen = self.iterative if route is Route.ITERATIVE else self.single
         return chosen.retrieve(ctx, k)
+
+    def feedback_base(self) -> tuple[Scorer, float] | None:
+        """Most queries take the single-shot route; the iterative one shares its scorer."""
+        return self.single.feedback_base()

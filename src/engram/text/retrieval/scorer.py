@@ -19,6 +19,11 @@ class Scorer(ABC):
     A `calibrated` signal is already on a 0..1 scale and is summed as is, not standardised."""
 
     calibrated = False
+    learns_from_feedback = False  # the owner's reranker applied to feedback features
+
+    def feedback_base(self) -> tuple[Scorer, float] | None:
+        """See `Retriever.feedback_base`; None: this scorer has no feedback part."""
+        return None
 
     def __call__(self, ctx: QueryContext) -> np.ndarray:
         return ctx.memo(self, lambda: self.score(ctx))
@@ -66,6 +71,14 @@ class WeightedSum(Scorer):
         scale = np.where(used > 0, full / np.maximum(used, 1e-12), 0.0)
         return calibrated + standard * scale
 
+    def feedback_base(self) -> tuple[Scorer, float] | None:
+        """The sum without its (calibrated) feedback parts, and their total weight."""
+        learned = [w for s, w in self.parts if s.learns_from_feedback and w]
+        if not learned:
+            return None
+        rest = tuple(part for part in self.parts if not part[0].learns_from_feedback)
+        return WeightedSum(rest), float(sum(learned))
+
 
 @dataclass
 class ScoringRetriever(Retriever):
@@ -80,6 +93,9 @@ class ScoringRetriever(Retriever):
             return []
         scores = self.scorer(ctx)
         return [Scored(key, score) for key, score in top_k(snap.keys, scores, k, filter_mask(ctx))]
+
+    def feedback_base(self) -> tuple[Scorer, float] | None:
+        return self.scorer.feedback_base()
 
 
 def filter_mask(ctx: QueryContext) -> np.ndarray | None:

@@ -6,31 +6,19 @@ Only typer and rich load here; torch and transformers load when a command needs 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from engram.cli import common
 
 kv_app = typer.Typer(
     help="Activation memory: stored, compressed KV caches for a local model.",
     no_args_is_help=True,
 )
 out = Console()
-
-
-def _root() -> Any:
-    """The main CLI module (its --home/--json state and helpers), imported on use."""
-    from engram import cli
-
-    return cli
-
-
-def _config() -> Any:
-    from engram.config import load_config
-
-    home = _root().state.home
-    return load_config(**({} if home is None else {"home": home}))
 
 
 def _mib(n: int) -> str:
@@ -55,30 +43,20 @@ def build(
     ] = None,
 ) -> None:
     """Materialize an owner's memories as a stored KV cache for a local model."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
-        from engram.activation.compress import parse_method
-        from engram.activation.memories import kv_store, materialize
-        from engram.lm import load_model
-
-        config = _config()
-        compressor = parse_method(method if method is not None else config.kv.method)
-        lm, tokenizer = load_model(model if model is not None else config.kv.model)
-        with root.opened() as memory:
-            key, block = materialize(
-                memory,
-                kv_store(config),
-                lm,
-                tokenizer,
-                compressor=compressor,
+        with common.opened() as memory:
+            block = memory.kv.build(
                 user_id=user,
                 agent_id=agent,
                 ids=[memory.resolve_id(i) for i in ids] if ids else None,
                 top=top,
                 recent=recent,
+                method=method,
+                model=model,
             )
+        key = block.key
         summary = {
             "key": key,
             "tokens": block.n_tokens,
@@ -87,8 +65,8 @@ def build(
             "fp16_bytes": block.fp16_nbytes,
             "memories": len(block.meta["memory_ids"]),
         }
-        if root.state.as_json:
-            root._emit(summary)
+        if common.state.as_json:
+            common.emit(summary)
         else:
             out.print(
                 f"stored {key}: {block.n_tokens} tokens of {summary['memories']} memories, "
@@ -103,15 +81,14 @@ def build(
 @kv_app.command("ls")
 def ls() -> None:
     """List stored KV caches."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.activation.memories import kv_store
 
-        entries = kv_store(_config()).entries()
-        if root.state.as_json:
-            root._emit([{**e.__dict__} for e in entries])
+        entries = kv_store(common.load_settings()).entries()
+        if common.state.as_json:
+            common.emit([{**e.__dict__} for e in entries])
             return
         table = Table(title=f"{len(entries)} stored KV caches")
         table.add_column("key", no_wrap=True)
@@ -136,15 +113,13 @@ def ls() -> None:
 @kv_app.command("rm")
 def rm(key: Annotated[str, typer.Argument(help="Key shown by `engram kv ls`.")]) -> None:
     """Delete a stored KV cache."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
-        from engram.activation.memories import kv_store
-
-        kv_store(_config()).remove(key)
-        if root.state.as_json:
-            root._emit({"key": key, "deleted": True})
+        with common.opened() as memory:
+            memory.kv.rm(key)  # the block and what the store recorded about it
+        if common.state.as_json:
+            common.emit({"key": key, "deleted": True})
         else:
             out.print(f"deleted {key}")
 
@@ -154,15 +129,14 @@ def rm(key: Annotated[str, typer.Argument(help="Key shown by `engram kv ls`.")])
 @kv_app.command("stats")
 def stats() -> None:
     """Entries, tokens and bytes of the KV store."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.activation.memories import kv_store
 
-        result = kv_store(_config()).stats()
-        if root.state.as_json:
-            root._emit(result)
+        result = kv_store(common.load_settings()).stats()
+        if common.state.as_json:
+            common.emit(result)
             return
         for name, value in result.items():
             out.print(f"  [dim]{name:>18}[/]  {value}", highlight=False)

@@ -5,28 +5,19 @@ terminal. Registered on the main app with `register(app)`; the main CLI module (
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from engram.cli import common
+
 out = Console()
 
 UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Owner: user id.")]
 AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", help="Owner: agent id.")]
 MemoryIdArg = Annotated[str, typer.Argument(help="Memory id, or a unique prefix of it.")]
-
-
-def _root() -> Any:
-    """engram.cli (or `__main__` when run as `python -m engram.cli`)."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "engram.cli":
-        return main
-    from engram import cli
-
-    return cli
 
 
 def gc(
@@ -46,17 +37,16 @@ def gc(
 
     Also moves turns out of full working buffers and consolidates what recurs into
     long-term memory; prints each decision with its rule and numbers."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         if all_owners and (user is not None or agent is not None):
             from engram.errors import ValidationError
 
             raise ValidationError("give -u/-a or --all, not both")
-        with root.opened() as memory:
+        with common.opened() as memory:
             report = memory.gc(user_id=user, agent_id=agent, dry_run=dry_run, at=at)
-        if root.state.as_json:
+        if common.state.as_json:
             print(report.model_dump_json())
             return
         verb = "would" if dry_run else "did"
@@ -92,15 +82,14 @@ def _pin_command(pinned: bool) -> Any:
         memory_id: MemoryIdArg,
         reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
     ) -> None:
-        root = _root()
 
-        @root.reports_errors
+        @common.reports_errors
         def run() -> None:
-            with root.opened() as memory:
+            with common.opened() as memory:
                 verb = memory.pin if pinned else memory.unpin
                 full_id = memory.resolve_id(memory_id)
                 info = verb(full_id, reason=reason)
-            if root.state.as_json:
+            if common.state.as_json:
                 print(info.model_dump_json())
             else:
                 out.print(f"{'pinned' if pinned else 'unpinned'} {full_id}")
@@ -115,13 +104,12 @@ def _pin_command(pinned: bool) -> Any:
 
 def retention(memory_id: MemoryIdArg) -> None:
     """A memory's tier, strength, retrievability, recalls, pin and expiry."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
-        with root.opened() as memory:
+        with common.opened() as memory:
             info = memory.retention(memory.resolve_id(memory_id))
-        if root.state.as_json:
+        if common.state.as_json:
             print(info.model_dump_json())
             return
         for key, value in json.loads(info.model_dump_json()).items():

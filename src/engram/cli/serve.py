@@ -7,27 +7,17 @@ so the rest of the CLI starts as fast as before.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from engram.cli import common
+
 keys_app = typer.Typer(help="API keys for `engram serve` (stored hashed).", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
-
-
-def _root() -> Any:
-    """The main CLI module (its --home/--json state and helpers), imported on use. Under
-    `python -m engram.cli` that module is `__main__`, not a second copy of engram.cli."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "engram.cli":
-        return main
-    from engram import cli
-
-    return cli
 
 
 def _announce(url: str, needs_key: bool) -> None:
@@ -65,6 +55,16 @@ def _shown_owner(owner: str | None) -> str:
     return owner.removeprefix("user:")
 
 
+def _share_cores_with_queries() -> None:
+    """A bulk add must not starve other owners' searches: queries embed on the numpy
+    encoder with one BLAS thread, bulk batches on torch with every core but one (both
+    before numpy and torch load; the environment or `embedder.bulk_threads` overrides)."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default server.host).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default server.port).")] = None,
@@ -75,19 +75,19 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the REST API (/v1, docs at /docs), MCP (/mcp) and the web page (/)."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.extras import require_extra
 
         require_extra("server", "`engram serve`")
+        _share_cores_with_queries()
         import uvicorn
 
         from engram.server.app import create_app
         from engram.server.keys import KeyStore
 
-        with root.opened() as memory:
+        with common.opened() as memory:
             settings = memory.config.server.model_copy(
                 update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
             )
@@ -124,15 +124,14 @@ def keys_create(
     scope: Annotated[str, typer.Option(help="read, write or admin (every owner).")] = "write",
 ) -> None:
     """Create a key; the token is printed once (only its hash is stored)."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.server.keys import KeyStore
 
         token, key = KeyStore(_home() / "keys.db").create(owner, scope)
         shown = _shown_owner(key.owner) if key.owner else None
-        if root.state.as_json:
+        if common.state.as_json:
             print(json.dumps({"key": token, "id": key.id, "owner": shown, "scope": key.scope}))
             return
         out.print(f"[green]created[/] key {key.id} ({key.scope.value}, owner {shown or '*'})")
@@ -147,14 +146,13 @@ def keys_ls(
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
 ) -> None:
     """List keys (ids, owners, scopes; never the tokens)."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.server.keys import KeyStore
 
         keys = KeyStore(_home() / "keys.db").list(include_revoked=all_keys)
-        if root.state.as_json:
+        if common.state.as_json:
             rows = [{**k.model_dump(mode="json"), "owner": _shown_owner(k.owner)} for k in keys]
             print(json.dumps(rows))
             return
@@ -173,14 +171,13 @@ def keys_ls(
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys ls`).")]) -> None:
     """Revoke a key; requests with it get 401 from then on."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.server.keys import KeyStore
 
         key = KeyStore(_home() / "keys.db").revoke(key_id)
-        if root.state.as_json:
+        if common.state.as_json:
             print(json.dumps({"id": key.id, "revoked": True}))
         else:
             out.print(f"revoked {key.id}")
@@ -197,9 +194,8 @@ def mcp(
     ] = None,
 ) -> None:
     """Serve the MCP tools over stdio (for MCP hosts that start `engram mcp`)."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def run() -> None:
         from engram.extras import require_extra
 
@@ -211,7 +207,7 @@ def mcp(
         from engram.server.mcp_tools import build_mcp_server
 
         default = Scope.of(user, agent, required=False).owner
-        with root.opened() as memory:
+        with common.opened() as memory:
             server = build_mcp_server(memory, fallback=Principal.local(default))
             anyio.run(server.run_stdio_async)
 
@@ -219,11 +215,7 @@ def mcp(
 
 
 def _home() -> Any:
-    from engram.config import load_config
-
-    root = _root()
-    overrides = {} if root.state.home is None else {"home": root.state.home}
-    return load_config(**overrides).home
+    return common.load_settings().home
 
 
 def register(app: typer.Typer) -> None:

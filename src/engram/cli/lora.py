@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from engram.cli import common
+
 if TYPE_CHECKING:
     from engram.config import EngramConfig
     from engram.parametric.examples import Fact
@@ -26,17 +28,8 @@ VersionOpt = Annotated[
 ]
 
 
-def _state() -> Any:
-    from engram.cli import state  # the global --home / --json flags (engram.cli imports us)
-
-    return state
-
-
 def _config() -> EngramConfig:
-    from engram.config import load_config
-
-    home = _state().home
-    return load_config(**({} if home is None else {"home": home}))
+    return common.load_settings()
 
 
 def _owner(user: str | None, agent: str | None) -> str:
@@ -52,33 +45,22 @@ def _owner(user: str | None, agent: str | None) -> str:
 
 def _facts(user: str | None, agent: str | None) -> tuple[list[Fact], int]:
     """The owner's active memories as facts, and how many were too short to be one."""
-    from engram.cli import opened  # the Memory of --home; listing never loads the embedder
-    from engram.errors import ValidationError
-    from engram.parametric.examples import fact_from_memory
-
-    facts, skipped = [], 0
-    with opened() as memory:
-        for item in memory.iter_all(user_id=user, agent_id=agent):
-            try:
-                facts.append(fact_from_memory(item))
-            except ValidationError:
-                skipped += 1
-    return facts, skipped
+    with common.opened() as memory:  # listing never loads the embedder
+        return memory.lora.facts(user_id=user, agent_id=agent)
 
 
 def _print(payload: dict[str, Any], text: str) -> None:
-    print(json.dumps(payload, default=str) if _state().as_json else text)
+    print(json.dumps(payload, default=str) if common.state.as_json else text)
 
 
 def _run(fn: Any) -> Any:
-    from engram.cli import reports_errors
     from engram.extras import require_extra
 
     def checked() -> Any:
         require_extra("parametric", "`engram lora`")
         return fn()
 
-    return reports_errors(checked)()
+    return common.reports_errors(checked)()
 
 
 @lora_app.command("train")
@@ -99,20 +81,17 @@ def train(
     """Teach the cube's memories that its adapter does not know yet; saves a new version."""
 
     def run() -> None:
-        from engram.parametric.cube import teach
-
-        config = _config()
         owner = _owner(user, agent)
-        changes: dict[str, Any] = {}
-        if model is not None:
-            changes["base_model"] = model
-        if safeguard is not None or naive:
-            changes["safeguards"] = [] if naive else safeguard
-        if epochs is not None:
-            changes["epochs"] = epochs
-        settings = config.lora.model_validate({**config.lora.model_dump(), **changes})
-        facts, skipped = _facts(user, agent)
-        m = teach(config, owner, facts, settings=settings, fresh=fresh)
+        with common.opened() as memory:  # listing never loads the embedder
+            _, skipped = memory.lora.facts(user_id=user, agent_id=agent)
+            m = memory.lora.train(
+                user_id=user,
+                agent_id=agent,
+                model=model,
+                safeguards=[] if naive else safeguard,
+                epochs=epochs,
+                fresh=fresh,
+            )
         _print(
             {**m.to_json(), "path": str(m.path), "skipped": skipped},
             f"{owner}: adapter v{m.version} ({m.method}) knows {len(m.memory_ids)} memories, "
@@ -267,8 +246,7 @@ def ask(
 
     def run() -> None:
         from engram.errors import NotFoundError
-        from engram.parametric.cube import load_base, registry_for
-        from engram.parametric.host import AdapterHost
+        from engram.parametric.cube import registry_for
 
         config = _config()
         owner = _owner(user, agent)
@@ -281,14 +259,19 @@ def ask(
                 f"{owner} has no adapter yet: teach one with `engram lora train {flag}` "
                 "(it learns the owner's memories), then ask again"
             )
-        manifest = registry.get(owner, version)
-        host = AdapterHost(*load_base(model or config.lora.base_model))
-        without = host.answer(prompt, None, max_tokens)
-        name = host.load(manifest)
-        with_adapter = host.answer(prompt, name, max_tokens)
+        with common.opened() as memory:
+            answer = memory.lora.ask(
+                prompt,
+                user_id=user,
+                agent_id=agent,
+                model=model,
+                version=version,
+                max_tokens=max_tokens,
+            )
+        with_adapter, without = answer.with_adapter, answer.without_adapter
         _print(
             {"prompt": prompt, "with_adapter": with_adapter, "without_adapter": without},
-            f"with adapter v{manifest.version}: {prompt}{with_adapter}\n"
+            f"with adapter v{answer.version}: {prompt}{with_adapter}\n"
             f"without adapter: {prompt}{without}",
         )
 

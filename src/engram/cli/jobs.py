@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engram.cli import common
+
 if TYPE_CHECKING:
     from engram.store.jobs import Job
 
@@ -24,20 +26,12 @@ UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Owner: user i
 AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", help="Owner: agent id.")]
 
 
-def _root() -> Any:
-    """The main CLI module (its --home/--json state and helpers), imported on use."""
-    from engram import cli
-
-    return cli
-
-
 def _run(body: Callable[[Any], None]) -> None:
     """Run `body(memory)` on the Memory of --home, with Engram errors reported."""
-    root = _root()
 
-    @root.reports_errors
+    @common.reports_errors
     def go() -> None:
-        with root.opened() as memory:
+        with common.opened() as memory:
             body(memory)
 
     go()
@@ -60,8 +54,8 @@ def _row(job: Job) -> dict[str, Any]:
 
 
 def _show(jobs: list[Job], title: str) -> None:
-    if _root().state.as_json:
-        _root()._emit([_row(j) for j in jobs])
+    if common.state.as_json:
+        common.emit([_row(j) for j in jobs])
         return
     table = Table(title=title)
     for column in ("id", "owner", "session", "extractor", "state", "tries", "outcome"):
@@ -125,7 +119,7 @@ def queue(
 
 
 def _say(what: str, count: int) -> None:
-    if _root().state.as_json:
-        _root()._emit({what: count})
+    if common.state.as_json:
+        common.emit({what: count})
     else:
         out.print(f"{count} job(s) {what}")

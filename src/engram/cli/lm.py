@@ -8,22 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
+from engram.cli import common
+
 lm_app = typer.Typer(help="The project's small language model.", no_args_is_help=True)
-
-
-def _as_json() -> bool:
-    from engram.cli import state  # the global --json flag (imported late: engram.cli imports us)
-
-    return state.as_json
 
 
 def _default_out() -> Path:
     """$ENGRAM_HOME/models/engram-lm (or --home): a rebuild never overwrites the package."""
-    from engram.cli import state
-    from engram.config import load_config
-
-    config = load_config(**({} if state.home is None else {"home": state.home}))
-    return config.home / "models" / "engram-lm"
+    return common.load_settings().home / "models" / "engram-lm"
 
 
 def _summary(manifest: dict[str, Any]) -> str:
@@ -34,12 +26,6 @@ def _summary(manifest: dict[str, Any]) -> str:
         f"{probe['accuracy']:.0%} of {probe['n']}, trained {manifest['recipe']['steps']} steps "
         f"in {manifest['train_wall_s']}s"
     )
-
-
-def _report(fn: Any) -> Any:
-    from engram.cli import reports_errors
-
-    return reports_errors(fn)
 
 
 @lm_app.command("build")
@@ -58,7 +44,7 @@ def build(
         from engram.lm.train import build_model
 
         target = out or _default_out()
-        quiet = _as_json()
+        quiet = common.state.as_json
         log = None if quiet else (lambda msg: typer.echo(msg, err=True))
         manifest = build_model(target, steps=steps, quick=quick, seed=seed, log=log)
         if quiet:
@@ -66,7 +52,7 @@ def build(
         else:
             typer.echo(f"{target}: {_summary(manifest)}")
 
-    _report(run)()
+    common.reports_errors(run)()
 
 
 @lm_app.command("info")
@@ -102,7 +88,7 @@ def info(
             "config": shape,
             "manifest": manifest,
         }
-        if _as_json():
+        if common.state.as_json:
             print(json.dumps(result))
             return
         typer.echo(f"{path}  ({size / 1e6:.1f} MB, {params / 1e6:.2f}M parameters)")
@@ -111,4 +97,4 @@ def info(
             typer.echo(f"  {_summary(manifest)}")
             typer.echo(json.dumps(manifest, indent=2))
 
-    _report(run)()
+    common.reports_errors(run)()

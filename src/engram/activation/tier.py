@@ -1,0 +1,142 @@
+"""The activation tier of a cube: its memories as stored KV blocks under `$ENGRAM_HOME/kv/`.
+
+The KV store is shared by every owner of a home (a block's key is a hash of its tokens);
+torch loads only when a block is built or read, never to forget one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engram.errors import NotFoundError
+from engram.store.base import Store
+from engram.tiers import ACTIVATION, Artifact, Tier, erased_meanwhile
+from engram.types import MemoryItem
+
+if TYPE_CHECKING:
+    from engram.activation.compress.base import Compressor
+    from engram.activation.store import KVEntry, KVStore
+    from engram.config import EngramConfig
+
+
+class KVHandle:
+    """A home's KV store, opened (with torch) on first use; removal works without it."""
+
+    def __init__(self, config: EngramConfig):
+        self.config = config
+        self.root = Path(config.home) / "kv"
+        self._store: KVStore | None = None
+        self._lock = threading.Lock()
+
+    def store(self) -> KVStore:
+        with self._lock:
+            if self._store is None:
+                from engram.activation.memories import kv_store
+
+                self._store = kv_store(self.config)
+            return self._store
+
+    def manifests(self) -> dict[str, dict[str, Any]]:
+        """Every block's manifest by key, read as plain JSON (unreadable ones skipped)."""
+        found: dict[str, dict[str, Any]] = {}
+        if not self.root.is_dir():
+            return found
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(".") or not path.is_dir():
+                continue
+            try:
+                data = json.loads((path / "manifest.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                found[path.name] = data
+        return found
+
+    def remove(self, key: str) -> None:
+        """Delete a block from disk and from the RAM tier."""
+        if self._store is not None:
+            self._store.remove(key)
+        else:
+            shutil.rmtree(self.root / key)
+
+
+class ActivationTier(Tier[MemoryItem, "KVEntry"]):
+    """One owner's KV blocks; each build is recorded with the memory versions it used."""
+
+    name = ACTIVATION
+
+    def __init__(self, owner: str, store: Store, kv: KVHandle):
+        self.owner = owner
+        self.store = store
+        self.kv = kv
+
+    def held(self) -> list[Artifact]:
+        return [
+            Artifact(
+                ACTIVATION,
+                self.owner,
+                key,
+                tuple(m.get("meta", {}).get("memory_ids", [])),
+                {
+                    "tokens": m.get("n_tokens"),
+                    "bytes": m.get("nbytes"),
+                    "method": "+".join(s.get("name", "") for s in m.get("method", [])),
+                },
+            )
+            for key, m in self.kv.manifests().items()
+            if m.get("meta", {}).get("owner") == self.owner
+        ]
+
+    def build(
+        self,
+        sources: Sequence[MemoryItem],
+        *,
+        model: Any = None,
+        tokenizer: Any = None,
+        compressor: Compressor | None = None,
+        fingerprint: str | None = None,
+        **options: Any,
+    ) -> KVEntry:
+        """Build, store and record the KV block of `sources` (in that order)."""
+        from engram.activation.memories import build_block
+        from engram.activation.store import KVEntry
+
+        block = build_block(sources, model, tokenizer, compressor, fingerprint)
+        key = self.kv.store().put(block)
+        self.store.record_artifact(
+            ACTIVATION, self.owner, key, [(item.id, item.version) for item in sources]
+        )
+        gone = erased_meanwhile(self.store, [item.id for item in sources])
+        if gone:
+            self.forget(gone)
+            raise NotFoundError(f"memories {gone} were erased while their KV block was built")
+        return KVEntry.of(key, block)
+
+    def stats(self) -> dict[str, Any]:
+        held = self.held()
+        return {
+            "blocks": len(held),
+            "tokens": sum(int(a.detail["tokens"] or 0) for a in held),
+            "bytes": sum(int(a.detail["bytes"] or 0) for a in held),
+        }
+
+    def forget(self, memory_ids: Sequence[str]) -> list[str]:
+        """Delete every block built from any of `memory_ids`: those the store recorded and
+        any other whose manifest names one (e.g. built before provenance was recorded)."""
+        wanted = set(memory_ids)
+        keys = {a.artifact for a in self.store.artifacts(ACTIVATION, memory_ids=list(wanted))}
+        for key, manifest in self.kv.manifests().items():
+            if wanted & set(manifest.get("meta", {}).get("memory_ids", [])):
+                keys.add(key)
+        for key in sorted(keys):
+            if (self.kv.root / key).is_dir():
+                self.kv.remove(key)
+        recorded = {(a.owner, a.artifact) for a in self.store.artifacts(ACTIVATION)}
+        for owner, key in sorted(recorded):
+            if key in keys:  # a block's key hashes its tokens: owners may share one
+                self.store.forget_artifact(ACTIVATION, owner, key)
+        return sorted(keys)
