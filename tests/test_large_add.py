@@ -182,6 +182,7 @@ def main() -> None:
     from engram.embed import build_embedder
 
     embedder = build_embedder(EmbedderConfig()) if args.real else production_like(SimulatedModel())
+    embedder.embed([f"warm-up {i}" for i in range(64)])  # as `engram serve` does at start
     with tempfile.TemporaryDirectory() as home:
         store = KeyStore(Path(home) / "keys.db")
         keys = make_keys(store)

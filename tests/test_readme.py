@@ -86,8 +86,13 @@ class Workspace:
         return output
 
     def short_id(self) -> str:
-        page = json.loads(self.run(["engram", "--json", "list", "-u", "alice"]))
-        return str(page["items"][0]["id"][:8])
+        """The short id of a memory made for the commands that take an ID (one of them
+        erases it, so the README's other commands keep alice's Lisbon memory)."""
+        if not hasattr(self, "_short"):
+            argv = ["engram", "--json", "add", "a note to erase", "-u", "alice"]
+            made = json.loads(self.run(argv))
+            self._short = str(made[0]["id"][:8])
+        return self._short
 
 
 @pytest.fixture(scope="module")

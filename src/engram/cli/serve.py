@@ -55,6 +55,15 @@ def _shown_owner(owner: str | None) -> str:
     return owner.removeprefix("user:")
 
 
+def _warm_bulk_path(memory: Any) -> None:
+    """Load the bulk encoder (torch) in the background now, not during the first large
+    add, where importing it would hold the GIL for seconds while other owners wait."""
+    import threading
+
+    batch = [f"warm-up {i}" for i in range(memory.config.embedder.small_batch + 1)]
+    threading.Thread(target=memory.embedder.embed, args=(batch,), daemon=True).start()
+
+
 def _share_cores_with_queries() -> None:
     """A bulk add must not starve other owners' searches: queries embed on the numpy
     encoder with one BLAS thread, bulk batches on torch with every core but one (both
@@ -106,6 +115,7 @@ def serve(
                     highlight=False,
                 )
             memory.embedder.embed_one("warm-up")  # load the model before the first request
+            _warm_bulk_path(memory)
             app = create_app(memory, keys, settings)
             config = uvicorn.Config(
                 app, host=settings.host, port=settings.port, log_level=log_level
