@@ -213,3 +213,15 @@ def test_bench_cli_times_whole_processes(tmp_path: Path) -> None:
         "peak_mib"
     ]
     assert list(tmp_path.glob("cli-*.json"))
+
+
+@pytest.mark.slow
+def test_kv_build_works_on_a_small_store(home: Path) -> None:
+    """Two memories, `--top 3`, the default method, KIVI alone and snapkv+kivi: a short
+    block's residual window is its positions tensor (safetensors refused shared memory)."""
+    ok_json(home, "add", "Maya adopted a greyhound called Biscuit", "-u", "alice")
+    ok_json(home, "add", "Tomas hurt his knee running", "-u", "alice")
+    for method in (None, "kivi:bits=2", "snapkv:keep=0.5+kivi:bits=2"):
+        args = ["kv", "build", "-u", "alice", "--top", "3"]
+        built = ok_json(home, *args, *(["--method", method] if method else []))
+        assert built["memories"] == 2, built

@@ -46,6 +46,15 @@ def add(
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="key=value (repeatable).")
     ] = None,
+    ttl: Annotated[
+        float | None, typer.Option(help="Seconds until gc archives it (not with --expires-at).")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option(help="ISO-8601 time gc archives it (not with --ttl).")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="A retry with the same key stores nothing new.")
+    ] = None,
 ) -> None:
     """Remember one message."""
     content = sys.stdin.read() if text == "-" else text
@@ -59,6 +68,9 @@ def add(
             timestamp=timestamp,
             memory_type=memory_type,
             source="cli",
+            ttl=ttl,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
         )
     if state.as_json:
         emit([dump(i) for i in items])

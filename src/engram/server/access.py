@@ -97,6 +97,8 @@ class ScopedMemory:
         metadata: dict[str, Any] | None = None,
         timestamp: datetime | str | None = None,
         memory_type: str = "turn",
+        ttl: float | None = None,
+        expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> list[MemoryItem]:
         self.principal.require(KeyScope.WRITE)
@@ -108,6 +110,8 @@ class ScopedMemory:
             timestamp=timestamp,
             memory_type=memory_type,
             source=self.source,
+            ttl=ttl,
+            expires_at=expires_at,
             idempotency_key=idempotency_key,
         )
 

@@ -141,11 +141,14 @@ def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
         type: str = "turn",
         role: str = "user",
         name: str | None = None,
+        ttl: float | None = None,
+        expires_at: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Remember a message (text said by `role`, optionally by speaker `name`).
-        Returns the stored memories with their ids. A retry with the same
-        `idempotency_key` returns the memory stored the first time, not a second one."""
+        Returns the stored memories with their ids. `ttl` (seconds) or `expires_at` (ISO
+        time): gc archives it then. A retry with the same `idempotency_key` returns the
+        memory stored the first time, not a second one."""
         message = {"role": role, "content": text, "name": name}
         items = run(
             ctx,
@@ -157,6 +160,8 @@ def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
                 metadata=metadata,
                 timestamp=timestamp,
                 memory_type=type,
+                ttl=ttl,
+                expires_at=expires_at,
                 idempotency_key=idempotency_key,
             ),
         )

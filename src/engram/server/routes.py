@@ -111,6 +111,8 @@ def add_memories(
             metadata=body.metadata,
             timestamp=body.timestamp,
             memory_type=body.type,
+            ttl=body.ttl,
+            expires_at=body.expires_at,
             idempotency_key=idempotency_key,
         )
         return AddResult(items=items)

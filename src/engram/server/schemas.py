@@ -56,6 +56,12 @@ class AddBody(_Body):
     metadata: dict[str, Any] | None = Field(default=None, description="Your JSON metadata.")
     timestamp: IsoTime | None = Field(default=None, description="When it happened.")
     type: str = Field(default="turn", description="Memory type: turn, fact, preference ...")
+    ttl: float | None = Field(
+        default=None, description="Seconds until gc archives it (not with expires_at)."
+    )
+    expires_at: IsoTime | None = Field(
+        default=None, description="When gc archives it (ISO-8601; not with ttl)."
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> AddBody:
