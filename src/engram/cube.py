@@ -93,24 +93,22 @@ class MemCube:
         if self.access is not None:
             self.access.record(self.id, [s.key for s in ranked])
         kept = [s for s in ranked if s.key in items]
-        relevance = self._relevance([s.key for s in kept], ctx.vector)
+        relevance = self._relevance(ctx, [s.key for s in kept])
         return [
-            SearchHit.of(items[s.key], s.score, relevance[s.key])
-            for s in kept
-            if s.key in relevance
+            SearchHit.of(items[s.key], s.score, float(r))
+            for s, r in zip(kept, relevance, strict=True)
         ]
 
-    def _relevance(self, keys: list[int], query: np.ndarray) -> dict[int, float]:
+    @staticmethod
+    def _relevance(ctx: QueryContext, keys: list[int]) -> np.ndarray:
         """Cosine of the query and each memory, clipped to [0, 1]: an absolute scale,
-        unlike the ranking score. A memory erased meanwhile is left out."""
-        for _ in range(2):
-            try:
-                cosines = self.store.vectors(self.id, keys) @ query if keys else []
-            except KeyError:  # erased between ranking and now: keep those still there
-                keys = list(self.store.by_keys(self.id, keys))
-                continue
-            return {key: min(1.0, max(0.0, float(c))) for key, c in zip(keys, cosines, strict=True)}
-        return {}
+        unlike the ranking score. Read from the search's own snapshot (no second query)."""
+        snap = ctx.snapshot
+        rows, present = snapshot_rows(snap, np.asarray(keys, dtype=np.int64))
+        if not present.any():
+            return np.zeros(len(keys))
+        cosines = np.where(present, snap.matrix[rows] @ ctx.vector, 0.0)
+        return np.clip(cosines, 0.0, 1.0)
 
     def feedback(
         self,

@@ -53,6 +53,21 @@ def _print(payload: dict[str, Any], text: str) -> None:
     print(json.dumps(payload, default=str) if common.state.as_json else text)
 
 
+def _require_adapter(registry: Any, owner: str, user: str | None, agent: str | None) -> None:
+    """Before any adapter exists, say which command makes one (not just "not found")."""
+    if registry.versions(owner):
+        return
+    import shlex
+
+    from engram.errors import NotFoundError
+
+    flag = f"-u {shlex.quote(user)}" if user else f"-a {shlex.quote(agent or '')}"
+    raise NotFoundError(
+        f"{owner} has no adapter yet: teach one with `engram lora train {flag}` "
+        "(it learns the owner's memories), then try again"
+    )
+
+
 def _run(fn: Any) -> Any:
     from engram.extras import require_extra
 
@@ -132,7 +147,6 @@ def eval_(
     """Recall of the cube's memories with and without its adapter, and perplexity drift."""
 
     def run() -> None:
-        from engram.errors import NotFoundError
         from engram.parametric.cube import load_base, registry_for
         from engram.parametric.evaluation import perplexity, recall
         from engram.parametric.general_text import GENERAL_TEXTS
@@ -141,14 +155,7 @@ def eval_(
         config = _config()
         owner = _owner(user, agent)
         registry = registry_for(config)
-        if not registry.versions(owner):
-            import shlex
-
-            flag = f"-u {shlex.quote(user)}" if user else f"-a {shlex.quote(agent or '')}"
-            raise NotFoundError(
-                f"{owner} has no adapter yet: teach one with `engram lora train {flag}` "
-                "(it learns the owner's memories), then ask again"
-            )
+        _require_adapter(registry, owner, user, agent)
         manifest = registry.get(owner, version)
         host = AdapterHost(*load_base(model or config.lora.base_model))
         facts, _ = _facts(user, agent)
@@ -245,20 +252,12 @@ def ask(
     """Continue a prompt with the cube's adapter and without it, side by side."""
 
     def run() -> None:
-        from engram.errors import NotFoundError
         from engram.parametric.cube import registry_for
 
         config = _config()
         owner = _owner(user, agent)
         registry = registry_for(config)
-        if not registry.versions(owner):
-            import shlex
-
-            flag = f"-u {shlex.quote(user)}" if user else f"-a {shlex.quote(agent or '')}"
-            raise NotFoundError(
-                f"{owner} has no adapter yet: teach one with `engram lora train {flag}` "
-                "(it learns the owner's memories), then ask again"
-            )
+        _require_adapter(registry, owner, user, agent)
         with common.opened() as memory:
             answer = memory.lora.ask(
                 prompt,
