@@ -9,6 +9,7 @@ import pytest
 from engram import ConfigError, EngramConfig, Memory, load_config
 from engram.config import EmbedderConfig
 from engram.embed import build_embedder
+from engram.errors import StoreError
 
 
 def _write(path: Path, text: str) -> Path:
@@ -112,8 +113,8 @@ def test_database_url(tmp_path: Path, embedder) -> None:
         ConfigError, match="database_url must start with sqlite:/// or postgresql://"
     ):
         load_config(database_url="mysql://localhost/engram")
-    with pytest.raises(ConfigError, match="PostgreSQL store is not available"):
-        Memory(database_url="postgresql://localhost/engram", embedder=embedder)
+    with pytest.raises(StoreError, match="cannot reach PostgreSQL engram@127.0.0.1"):
+        Memory(database_url="postgresql://nobody@127.0.0.1:1/engram", embedder=embedder)
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,24 @@ class SQLiteConfig(_Section):
     busy_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a writer lock.")
 
 
+class PostgresConfig(_Section):
+    """The PostgreSQL store (a `postgresql://` database_url); see docs/postgres.md."""
+
+    pool_min_size: int = Field(default=1, ge=0, description="Connections each process keeps open.")
+    pool_max_size: int = Field(
+        default=8, gt=0, description="Most connections one process opens to the database."
+    )
+    connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="Wait for a free pooled connection before failing."
+    )
+    app_role: str = Field(
+        default="engram_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The role every query runs as (SET LOCAL ROLE): not the tables' owner, "
+        "so row-level security holds it to one owner's rows. Created by the migrations.",
+    )
+
+
 class ServerConfig(_Section):
     """`engram serve`: REST + MCP + web page."""
 
@@ -459,12 +477,15 @@ class EngramConfig(BaseSettings):
     config_file: Path | None = Field(default=None, description="TOML file with settings.")
     database_url: str | None = Field(
         default=None,
-        description="Store location: sqlite:///path/to.db. Default: $ENGRAM_HOME/engram.db.",
+        description="Store location (env ENGRAM_DATABASE_URL): sqlite:///path/to.db, or "
+        "postgresql://user:pass@host/db (also postgres://) for the PostgreSQL store, which "
+        "needs the 'postgres' extra. Default: $ENGRAM_HOME/engram.db.",
     )
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sqlite: SQLiteConfig = Field(default_factory=SQLiteConfig)
+    postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     kv: KVConfig = Field(default_factory=KVConfig)
@@ -480,9 +501,12 @@ class EngramConfig(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite:///", "postgresql://")):
-            raise ValueError("database_url must start with sqlite:/// or postgresql://")
-        return value
+        from engram.store.factory import check_url  # the one list of schemes
+
+        try:
+            return None if value is None else check_url(value)
+        except ConfigError as err:  # pydantic reports ValueErrors as field problems
+            raise ValueError(str(err)) from err
 
     @classmethod
     def settings_customise_sources(

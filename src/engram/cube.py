@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -270,3 +272,39 @@ class MemCube:
             return self.store.stats(self.id)
         except NotFoundError as err:  # every memory was erased meanwhile
             raise NotFoundError(f"no memories for {self.owner}") from err
+
+
+class CubeCache:
+    """The most recently used MemCubes by owner, at most `capacity` (a server meets
+    unboundedly many owners). Entries are checked against the store's cube id on use."""
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._cubes: OrderedDict[str, MemCube] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, owner: str, cube_id: int) -> MemCube | None:
+        with self._lock:
+            cube = self._cubes.get(owner)
+            if cube is None or cube.id != cube_id:
+                return None
+            self._cubes.move_to_end(owner)
+            return cube
+
+    def put(self, cube: MemCube) -> MemCube:
+        with self._lock:
+            current = self._cubes.get(cube.owner)
+            if current is not None and current.id == cube.id:
+                cube = current  # another thread got there first: keep one object per cube
+            self._cubes[cube.owner] = cube
+            self._cubes.move_to_end(cube.owner)
+            while len(self._cubes) > self.capacity:
+                self._cubes.popitem(last=False)
+            return cube
+
+    def discard(self, owner: str) -> None:
+        with self._lock:
+            self._cubes.pop(owner, None)
+
+    def __len__(self) -> int:
+        return len(self._cubes)

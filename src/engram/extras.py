@@ -11,7 +11,9 @@ DISTRIBUTION = "engram-os"
 # extra -> the top-level modules it installs (kept in step with pyproject.toml by a test)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "mcp"),
+    "activation": ("gguf", "accelerate"),
     "parametric": ("peft",),
+    "postgres": ("psycopg", "pgvector"),
 }
 
 

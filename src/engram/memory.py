@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from engram.config import EngramConfig, load_config
-from engram.cube import MemCube
+from engram.cube import CubeCache, MemCube
 from engram.embed import Embedder, build_embedder
+from engram.embed.lazy import LazyEmbedder
 from engram.errors import (
     ConfigError,
     CubeGoneError,
     EngramError,
-    InvalidRequestError,
     NotFoundError,
     ValidationError,
 )
@@ -27,7 +23,6 @@ from engram.extract.api import ExtractionVerbs
 from engram.extract.jobs import Extraction
 from engram.lifecycle import Lifecycle
 from engram.lifecycle.api import RetentionVerbs
-from engram.lifecycle.core import check_expiry
 from engram.scope import (
     CursorCodec,
     Scope,
@@ -35,135 +30,33 @@ from engram.scope import (
     check_flag,
     check_id,
     owner_args,
-    parse_memory_type,
-    parse_time,
 )
 from engram.secret import load_or_create_secret, secret_path
 from engram.store.base import NewMemory, Store
+from engram.store.factory import open_store
 from engram.store.feedback import FeedbackLabel
 from engram.text.access import AccessRecorder
+from engram.text.adding import AddRequest, plan_at
 from engram.text.ingest import (
     MessagesInput,
     check_metadata,
     check_text,
-    keyed_rows,
-    new_rows,
-    to_messages,
 )
 from engram.text.reranker import build_reranker
 from engram.text.retrieval import PIPELINES, Retriever, build_pipeline
 from engram.tier_api import TierVerbs
-from engram.types import CubeStats, FeedbackResult, MemoryItem, MemoryType, Page, SearchHit, Version
+from engram.types import (
+    CubeStats,
+    DeleteResult,
+    FeedbackResult,
+    MemoryItem,
+    MemoryType,
+    Page,
+    SearchHit,
+    Version,
+)
 
 MIN_ID_PREFIX = 4  # as git: shorter abbreviations are refused, not guessed
-
-
-def open_store(config: EngramConfig, dim: int | None) -> Store:
-    """The store named by `database_url` (SQLite by default); `dim=None`: as recorded."""
-    if config.database_url and config.database_url.startswith("postgresql://"):
-        raise ConfigError("the PostgreSQL store is not available in this version of Engram")
-    from engram.store.sqlite import SQLiteStore
-
-    return SQLiteStore(
-        config.sqlite_path,
-        dim,
-        synchronous=config.sqlite.synchronous,
-        busy_timeout_s=config.sqlite.busy_timeout_s,
-    )
-
-
-class LazyEmbedder(Embedder):
-    """An embedder built on first use, so reading memories never loads a model. `on_load`
-    checks the built embedder against the store before it embeds anything."""
-
-    def __init__(self, build: Callable[[], Embedder], on_load: Callable[[Embedder], None]):
-        self._build, self._on_load = build, on_load
-        self._inner: Embedder | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def inner(self) -> Embedder:
-        with self._lock:
-            if self._inner is None:
-                inner = self._build()
-                if not isinstance(inner, Embedder):
-                    raise ConfigError(f"the embedder factory returned {type(inner).__name__}")
-                self._on_load(inner)  # EmbedderMismatchError leaves it unloaded
-                self._inner = inner
-            return self._inner
-
-    @property
-    def loaded(self) -> bool:
-        return self._inner is not None
-
-    # Embedder declares name/dim as plain attributes; here they are read-only views of the
-    # built embedder (as in OwnerEmbedder), which mypy reports as an override.
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:  # type: ignore[override]
-        return self.inner.dim
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        return self.inner.embed(texts)
-
-    def _embed_for(self, owner: str, texts: list[str]) -> np.ndarray:
-        return self.inner.for_owner(owner).embed(texts)
-
-
-class _CubeCache:
-    """The most recently used MemCubes by owner, at most `capacity` (a server meets
-    unboundedly many owners). Entries are checked against the store's cube id on use."""
-
-    def __init__(self, capacity: int = 1024):
-        self.capacity = capacity
-        self._cubes: OrderedDict[str, MemCube] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, owner: str, cube_id: int) -> MemCube | None:
-        with self._lock:
-            cube = self._cubes.get(owner)
-            if cube is None or cube.id != cube_id:
-                return None
-            self._cubes.move_to_end(owner)
-            return cube
-
-    def put(self, cube: MemCube) -> MemCube:
-        with self._lock:
-            current = self._cubes.get(cube.owner)
-            if current is not None and current.id == cube.id:
-                cube = current  # another thread got there first: keep one object per cube
-            self._cubes[cube.owner] = cube
-            self._cubes.move_to_end(cube.owner)
-            while len(self._cubes) > self.capacity:
-                self._cubes.popitem(last=False)
-            return cube
-
-    def discard(self, owner: str) -> None:
-        with self._lock:
-            self._cubes.pop(owner, None)
-
-    def __len__(self) -> int:
-        return len(self._cubes)
-
-
-@dataclass(frozen=True)
-class AddRequest:
-    """The arguments of one `Memory.add`, for `Memory.add_batch`."""
-
-    messages: MessagesInput
-    user_id: str | None = None
-    agent_id: str | None = None
-    session_id: str | None = None
-    metadata: dict[str, Any] | None = None
-    timestamp: datetime | str | None = None
-    memory_type: MemoryType | str = MemoryType.TURN
-    source: str = "api"
-    ttl: timedelta | float | None = None  # archived by gc this long after the add
-    expires_at: datetime | str | None = None  # ... or at this time (not both)
-    idempotency_key: str | None = None  # a retried add returns what the first one stored
 
 
 class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
@@ -196,7 +89,7 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
         self.config = config or load_config(**overrides)
         self._pipelines: dict[str, Retriever] = {}
         self._reranker = build_reranker(self.config.search.reranker)  # ConfigError if unknown
-        self._cubes = _CubeCache()
+        self._cubes = CubeCache()
         self._lock = threading.Lock()
         self._cursor_codec: CursorCodec | None = None
         self.pipeline()  # the configured name: a ConfigError at start if unknown
@@ -356,7 +249,8 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
             raise ValidationError(
                 f"requests must be a list of AddRequest, got {type(requests).__name__}"
             )
-        planned = [self._plan_at(i, req, len(requests)) for i, req in enumerate(requests)]
+        limits, lifecycle = self.config.limits, self.lifecycle
+        planned = [plan_at(i, r, len(requests), limits, lifecycle) for i, r in enumerate(requests)]
         by_owner: dict[str, list[int]] = {}
         for i, (scope, _) in enumerate(planned):
             by_owner.setdefault(str(scope.owner), []).append(i)
@@ -407,33 +301,7 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
     def check(self, request: AddRequest) -> None:
         """Validate one add exactly as `add_batch` would, writing nothing (an import checks
         a whole file before it writes any of it)."""
-        self._plan_at(0, request, 1)
-
-    def _plan_at(self, i: int, req: Any, total: int) -> tuple[Scope, list[NewMemory]]:
-        """Validate request `i`; a ValidationError says which request (`.index`)."""
-        try:
-            if not isinstance(req, AddRequest):
-                raise ValidationError(f"must be an AddRequest, got {type(req).__name__}")
-            return self._plan(req)
-        except ValidationError as err:
-            raise InvalidRequestError(i, str(err), numbered=total > 1) from err
-
-    def _plan(self, req: AddRequest) -> tuple[Scope, list[NewMemory]]:
-        scope = Scope.of(req.user_id, req.agent_id, req.session_id)
-        rows = new_rows(
-            to_messages(req.messages, self.config.limits),
-            mtype=parse_memory_type(req.memory_type),
-            metadata=check_metadata(req.metadata, self.config.limits),
-            user_id=scope.user_id,
-            agent_id=scope.agent_id,
-            session_id=scope.session_id,
-            timestamp=parse_time(req.timestamp, "timestamp"),
-            source=check_id(req.source, "source"),
-        )
-        if req.idempotency_key is not None:
-            rows = keyed_rows(rows, check_id(req.idempotency_key, "idempotency_key"))
-        expiry = check_expiry(req.ttl, parse_time(req.expires_at, "expires_at"), datetime.now(UTC))
-        return scope, self.lifecycle.new_rows(rows, expiry)
+        plan_at(0, request, 1, self.config.limits, self.lifecycle)
 
     def search(
         self,
@@ -627,10 +495,10 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
         user_id: str | None = None,
         agent_id: str | None = None,
         source: str = "api",
-    ) -> None:
+    ) -> DeleteResult:
         """Archive a memory (restorable); `hard=True` erases it and its history (GDPR)
         from every tier: its text, every KV block built from it and every adapter version
-        that learned it."""
+        that learned it. Returns what happened, in the words every surface uses."""
         hard = check_flag(hard, "hard")
         source = check_id(source, "source")
         reason = self._reason(reason)
@@ -640,6 +508,7 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs):
             self._cubes.discard(cube.owner)  # erased when it was the owner's last memory
         else:
             cube.archive(memory_id, reason, source)
+        return DeleteResult(id=memory_id, deleted="erased" if hard else "archived")
 
     def restore(
         self,

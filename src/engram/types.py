@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -169,6 +169,13 @@ class FeedbackResult(_Strict):
     owner: str
     recorded: int
     weights: dict[str, float]
+
+
+class DeleteResult(_Strict):
+    """What `delete` did: "archived" (restorable) or "erased" (gone from every tier)."""
+
+    id: str
+    deleted: Literal["archived", "erased"]
 
 
 class CubeStats(_Strict):

@@ -94,7 +94,7 @@ class SystemScores:
         }
 
 
-def _ingest(memory: Memory, conversations: list[Conversation]) -> float:
+def ingest(memory: Memory, conversations: list[Conversation]) -> float:
     turns = sum(len(c.turns) for c in conversations)
     start = time.perf_counter()
     for conv in conversations:
@@ -120,7 +120,7 @@ def run(
     depth = max(ks)
     with bench_memory(max_k=1000) as memory:
         embedder = memory.embedder
-        ingest_rate = _ingest(memory, conversations)
+        ingest_rate = ingest(memory, conversations)
         # ablations share one query embedding per question: their latency excludes it
         cached = CachedEmbedder(embedder, capacity=64)
         shared = Memory(memory.config, embedder=cached, store=memory.store)

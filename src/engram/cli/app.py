@@ -8,7 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from engram.cli import bench, jobs, kv, lifecycle, lm, lora, memories, serve
+from engram.cli import (
+    bench,
+    jobs,
+    kv,
+    lifecycle,
+    lm,
+    lora,
+    memories,
+    models,
+    serve,
+)
 from engram.cli.common import state
 
 app = typer.Typer(
@@ -49,6 +59,7 @@ app.add_typer(bench.bench_app, name="bench")
 app.add_typer(kv.kv_app, name="kv")
 app.add_typer(lm.lm_app, name="lm")
 app.add_typer(lora.lora_app, name="lora")
+app.add_typer(models.models_app, name="models")
 app.add_typer(jobs.jobs_app, name="jobs")
 serve.register(app)  # serve, keys, mcp
 lifecycle.register(app)  # gc, pin, unpin, retention

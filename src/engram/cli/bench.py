@@ -105,6 +105,15 @@ def locomo(
     ablation: Annotated[
         bool, typer.Option("--ablation", help="Also run every hybrid-no-<part> pipeline.")
     ] = False,
+    cv: Annotated[
+        bool,
+        typer.Option(
+            "--cv",
+            help="Instead: the default pipeline's weights tuned by leave-conversations-out "
+            "cross-validation, beside the shipped (in-sample) weights.",
+        ),
+    ] = False,
+    folds: Annotated[int, typer.Option(help="Folds of whole conversations for --cv.")] = 5,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = None,
     as_json: JsonOpt = False,
@@ -115,6 +124,9 @@ def locomo(
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    if cv:
+        _locomo_cv(data, _ints(convs) or None, folds, results, doc, as_json)
+        return
     from engram.text.retrieval import PIPELINES
 
     ablations = sorted(p for p in PIPELINES if p.startswith("hybrid-no-")) if ablation else None
@@ -124,6 +136,27 @@ def locomo(
     rel = link if bench.plot(result, plot_path) else None
     _write(doc, "locomo", bench.markdown(result, _command(), rel))
     print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
+
+
+def _locomo_cv(
+    data: Path, convs: list[int] | None, folds: int, results: Path, doc: Path | None, as_json: bool
+) -> None:
+    from engram.bench import locomo_cv
+    from engram.bench.report import save_json
+
+    count = len(convs) if convs else None
+    if folds < 2 or (count is not None and folds > count):
+        raise typer.BadParameter(
+            f"--folds must be at least 2 and at most the conversations used, got {folds}",
+            param_hint="--folds",
+        )
+    try:
+        result = locomo_cv.run(data, folds, convs)
+    except ValueError as err:  # more folds than the file has conversations
+        raise typer.BadParameter(str(err), param_hint="--folds") from err
+    save_json(results, "locomo-cv", result)
+    _write(doc, "locomo-cv", locomo_cv.markdown(result, _command()))
+    print(json.dumps(result) if as_json else locomo_cv.markdown(result, _command()))
 
 
 @bench_app.command("feedback")

@@ -1,5 +1,6 @@
-"""The memory commands: add, search, feedback, list, show, history, delete, restore,
-import, export, stats and demo. `register(app)` puts them on the main app."""
+"""The memory commands: the operation table's verbs (add, search, feedback, list, show,
+history, update, delete, restore: bound by engram.cli.bind, printed here) and import,
+export, stats and demo. `register(app)` puts them on the main app."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.table import Table
 
+from engram.cli.bind import command, option
 from engram.cli.common import (
     AgentOpt,
-    MemoryIdArg,
-    SessionOpt,
     UserOpt,
     cards,
     dump,
@@ -25,149 +25,59 @@ from engram.cli.common import (
     opened,
     out,
     owners,
-    parse_meta,
     program,
     reports_errors,
     shown,
     state,
 )
+from engram.ops.table import ADD, DELETE, FEEDBACK, GET, HISTORY, LIST, RESTORE, SEARCH, UPDATE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from engram.memory import Memory
+    from engram.types import (
+        DeleteResult,
+        FeedbackResult,
+        MemoryItem,
+        Page,
+        SearchHit,
+        Version,
+    )
 
 
-@reports_errors
-def add(
-    text: Annotated[str, typer.Argument(help="The text to remember ('-' reads stdin).")],
-    user: UserOpt = None,
-    agent: AgentOpt = None,
-    session: SessionOpt = None,
-    name: Annotated[str | None, typer.Option(help="Speaker name.")] = None,
-    role: Annotated[str, typer.Option(help="Message role.")] = "user",
-    timestamp: Annotated[str | None, typer.Option(help="ISO-8601 time it happened.")] = None,
-    memory_type: Annotated[str, typer.Option("--type", help="turn, fact, summary ...")] = "turn",
-    meta: Annotated[
-        list[str] | None, typer.Option("--meta", help="key=value (repeatable).")
-    ] = None,
-    ttl: Annotated[
-        float | None, typer.Option(help="Seconds until gc archives it (not with --expires-at).")
-    ] = None,
-    expires_at: Annotated[
-        str | None, typer.Option(help="ISO-8601 time gc archives it (not with --ttl).")
-    ] = None,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="A retry with the same key stores nothing new.")
-    ] = None,
-) -> None:
-    """Remember one message."""
-    content = sys.stdin.read() if text == "-" else text
-    with opened() as memory:
-        items = memory.add(
-            {"role": role, "content": content, "name": name},
-            user_id=user,
-            agent_id=agent,
-            session_id=session,
-            metadata=parse_meta(meta),
-            timestamp=timestamp,
-            memory_type=memory_type,
-            source="cli",
-            ttl=ttl,
-            expires_at=expires_at,
-            idempotency_key=idempotency_key,
-        )
+def _stored(items: list[MemoryItem], values: dict[str, Any]) -> None:
     if state.as_json:
         emit([dump(i) for i in items])
-    else:
-        for item in items:
-            out.print(f"[green]stored[/] {item.id}  ({item.provenance.owner})")
+        return
+    for item in items:
+        out.print(f"[green]stored[/] {item.id}  ({item.provenance.owner})")
 
 
-@reports_errors
-def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
-    user: UserOpt = None,
-    agent: AgentOpt = None,
-    session: SessionOpt = None,
-    k: Annotated[int, typer.Option("-k", help="How many hits.")] = 5,
-    types: Annotated[list[str] | None, typer.Option("--type", help="Only these types.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only on/after this ISO time.")] = None,
-    until: Annotated[str | None, typer.Option(help="Only on/before this ISO time.")] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="metadata key=value.")] = None,
-    pipeline: Annotated[str | None, typer.Option(help="Retrieval pipeline name.")] = None,
-) -> None:
-    """Find the memories most relevant to a query, with provenance."""
-    with opened() as memory:
-        hits = memory.search(
-            query,
-            user_id=user,
-            agent_id=agent,
-            session_id=session,
-            k=k,
-            types=types,
-            since=since,
-            until=until,
-            filters=parse_meta(where),
-            pipeline=pipeline,
-        )
+def _stdin(memory: Memory, values: dict[str, Any], extras: dict[str, Any]) -> None:
+    if values.get("text") == "-":
+        values["text"] = sys.stdin.read()
+
+
+def _hits(hits: list[SearchHit], values: dict[str, Any]) -> None:
     if state.as_json:
         emit([dump(h) for h in hits])
         return
     cards(
-        f"{len(hits)} hits for {query!r}, best first (left: relevance 0-1)",
+        f"{len(hits)} hits for {values['query']!r}, best first (left: relevance 0-1)",
         [(f"{hit.relevance:.2f}", hit) for hit in hits],
     )
 
 
-@reports_errors
-def feedback(
-    query: Annotated[str, typer.Argument(help="The query the answer was for.")],
-    user: UserOpt = None,
-    agent: AgentOpt = None,
-    cited: Annotated[
-        list[str] | None, typer.Option("--cited", help="Id of a memory the answer cited.")
-    ] = None,
-    used: Annotated[
-        list[str] | None, typer.Option("--used", help="Id of a memory the answer used.")
-    ] = None,
-    wrong: Annotated[
-        list[str] | None, typer.Option("--wrong", help="Id of a retrieved memory that was wrong.")
-    ] = None,
-) -> None:
-    """Report which memories helped an answer (trains the owner's reranker)."""
-    with opened() as memory:
-        result = memory.feedback(
-            query,
-            cited=[memory.resolve_id(i) for i in cited or []],
-            used=[memory.resolve_id(i) for i in used or []],
-            wrong=[memory.resolve_id(i) for i in wrong or []],
-            user_id=user,
-            agent_id=agent,
-        )
+def _recorded(result: FeedbackResult, values: dict[str, Any]) -> None:
     if state.as_json:
         emit(dump(result))
-    else:
-        weights = ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items())
-        out.print(f"recorded {result.recorded} for {result.owner}; reranker: {weights}")
+        return
+    weights = ", ".join(f"{k} {v:.3f}" for k, v in result.weights.items())
+    out.print(f"recorded {result.recorded} for {result.owner}; reranker: {weights}")
 
 
-@reports_errors
-def list_(
-    user: UserOpt = None,
-    agent: AgentOpt = None,
-    session: SessionOpt = None,
-    limit: Annotated[int, typer.Option(help="Page size.")] = 50,
-    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
-    types: Annotated[list[str] | None, typer.Option("--type", help="Only these types.")] = None,
-    archived: Annotated[bool, typer.Option("--archived", help="Include archived.")] = False,
-) -> None:
-    """List an owner's memories, oldest first, a page at a time."""
-    with opened() as memory:
-        page = memory.get_all(
-            user_id=user,
-            agent_id=agent,
-            session_id=session,
-            limit=limit,
-            cursor=cursor,
-            types=types,
-            include_archived=archived,
-        )
+def _page(page: Page, values: dict[str, Any]) -> None:
     if state.as_json:
         emit(dump(page))
         return
@@ -176,11 +86,7 @@ def list_(
         out.print(f"more: --cursor {page.next_cursor}")
 
 
-@reports_errors
-def show(memory_id: MemoryIdArg) -> None:
-    """Show one memory with its provenance and statistics."""
-    with opened() as memory:
-        item = memory.get(memory.resolve_id(memory_id))
+def _shown(item: MemoryItem, values: dict[str, Any]) -> None:
     if state.as_json:
         emit(dump(item))
         return
@@ -200,16 +106,11 @@ def show(memory_id: MemoryIdArg) -> None:
         out.print(f"  [dim]{key:>22}[/]  {value}", highlight=False)
 
 
-@reports_errors
-def history(memory_id: MemoryIdArg) -> None:
-    """Every version of a memory: what, when, why."""
-    with opened() as memory:
-        memory_id = memory.resolve_id(memory_id)
-        versions = memory.history(memory_id)
+def _versions(versions: list[Version], values: dict[str, Any]) -> None:
     if state.as_json:
         emit([dump(v) for v in versions])
         return
-    table = Table(title=f"history of {memory_id}", expand=True, box=box.SIMPLE_HEAD)
+    table = Table(title=f"history of {values['memory_id']}", expand=True, box=box.SIMPLE_HEAD)
     for col in ("v", "event", "at", "reason", "memory"):
         table.add_column(col, ratio=1 if col == "memory" else None, no_wrap=col in ("v", "at"))
     for v in versions:
@@ -223,36 +124,42 @@ def history(memory_id: MemoryIdArg) -> None:
     out.print(table)
 
 
-@reports_errors
-def delete(
-    memory_id: MemoryIdArg,
-    hard: Annotated[bool, typer.Option("--hard", help="Erase for good (GDPR).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --hard.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
-) -> None:
-    """Archive a memory (restorable), or erase it with --hard."""
-    with opened() as memory:
-        memory_id = memory.resolve_id(memory_id)  # an unknown id fails before the question
-        if hard and not yes:
-            if not typer.confirm(f"Erase {memory_id} and its history for good?"):
-                raise typer.Exit(1)
-        memory.delete(memory_id, hard=hard, reason=reason, source="cli")
+def _changed(word: str) -> Callable[[MemoryItem, dict[str, Any]], None]:
+    def render(item: MemoryItem, values: dict[str, Any]) -> None:
+        if state.as_json:
+            emit(dump(item))
+        else:
+            out.print(f"{word} {item.id} (version {item.version})")
+
+    return render
+
+
+def _confirm(memory: Memory, values: dict[str, Any], extras: dict[str, Any]) -> None:
+    """--hard asks first (the id was resolved already: an unknown id fails before)."""
+    if values["hard"] and not extras["yes"]:
+        if not typer.confirm(f"Erase {values['memory_id']} and its history for good?"):
+            raise typer.Exit(1)
+
+
+def _deleted(result: DeleteResult, values: dict[str, Any]) -> None:
     if state.as_json:  # the same words as REST and MCP
-        emit({"id": memory_id, "deleted": "erased" if hard else "archived"})
+        emit(dump(result))
     else:
-        out.print(f"{'erased' if hard else 'archived'} {memory_id}")
+        out.print(f"{result.deleted} {result.id}")
 
 
-@reports_errors
-def restore(memory_id: MemoryIdArg) -> None:
-    """Restore an archived memory."""
-    with opened() as memory:
-        memory_id = memory.resolve_id(memory_id)
-        item = memory.restore(memory_id, source="cli")
-    if state.as_json:
-        emit(dump(item))
-    else:
-        out.print(f"restored {memory_id} (version {item.version})")
+YES = option("yes", bool, False, "--yes", "-y", help="Do not ask before --hard.")
+TABLE_COMMANDS = {
+    "add": command(ADD, _stored, prepare=_stdin),
+    "search": command(SEARCH, _hits),
+    "feedback": command(FEEDBACK, _recorded),
+    "list": command(LIST, _page),
+    "show": command(GET, _shown),
+    "history": command(HISTORY, _versions),
+    "update": command(UPDATE, _changed("updated")),
+    "delete": command(DELETE, _deleted, extra=[YES], prepare=_confirm),
+    "restore": command(RESTORE, _changed("restored")),
+}
 
 
 @reports_errors
@@ -390,18 +297,13 @@ def demo() -> None:
 
 def register(app: typer.Typer) -> None:
     """Put the memory commands on `app`, in the order `engram --help` lists them."""
-    for name, fn in (
-        ("add", add),
-        ("search", search),
-        ("feedback", feedback),
-        ("list", list_),
-        ("show", show),
-        ("history", history),
-        ("delete", delete),
-        ("restore", restore),
+    commands: tuple[tuple[str, Callable[..., None]], ...] = (
+        *((n, TABLE_COMMANDS[n]) for n in ("add", "search", "feedback", "list", "show")),
+        *((n, TABLE_COMMANDS[n]) for n in ("history", "update", "delete", "restore")),
         ("import", import_),
         ("export", export),
         ("stats", stats),
         ("demo", demo),
-    ):
-        app.command(name)(fn)
+    )
+    for name, fn in commands:
+        app.command(name, short_help=getattr(fn, "short_help", None))(fn)

@@ -28,13 +28,17 @@ def check_expiry(ttl: Any, expires_at: datetime | None, now: datetime) -> dateti
         return expires_at
     if expires_at is not None:
         raise ValidationError("give ttl or expires_at, not both")
+    given = repr(ttl)
     if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        given = f"{ttl:g}"  # -1 and -1.0 (JSON, the CLI) read alike
         try:
             ttl = timedelta(seconds=ttl)
         except (ValueError, OverflowError) as err:  # NaN, inf, beyond timedelta's range
             raise ValidationError(f"ttl must be a finite number of seconds, got {ttl!r}") from err
     if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
-        raise ValidationError(f"ttl must be a positive timedelta or number of seconds, got {ttl!r}")
+        raise ValidationError(
+            f"ttl must be a positive timedelta or number of seconds, got {given}"
+        )
     try:
         return now + ttl
     except OverflowError as err:

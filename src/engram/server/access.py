@@ -8,15 +8,16 @@ reported exactly as a missing memory (`NotFoundError`: 404, existence never conf
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from engram.errors import EngramError, NotFoundError
 from engram.memory import Memory
+from engram.ops import Operation
 from engram.scope import OwnerKwargs, owner_args
 from engram.server.keys import ApiKey, KeyScope
-from engram.types import CubeStats, FeedbackResult, MemoryItem, Page, SearchHit, Version
+from engram.types import CubeStats
 
 
 class ForbiddenError(EngramError):
@@ -87,119 +88,20 @@ class ScopedMemory:
     def __init__(self, memory: Memory, principal: Principal, source: str):
         self.memory, self.principal, self.source = memory, principal, source
 
-    def add(
-        self,
-        messages: Any,
-        *,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        session_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        timestamp: datetime | str | None = None,
-        memory_type: str = "turn",
-        ttl: float | None = None,
-        expires_at: datetime | str | None = None,
-        idempotency_key: str | None = None,
-    ) -> list[MemoryItem]:
-        self.principal.require(KeyScope.WRITE)
-        return self.memory.add(
-            messages,
-            **self.principal.owner_kwargs(user_id, agent_id),
-            session_id=session_id,
-            metadata=metadata,
-            timestamp=timestamp,
-            memory_type=memory_type,
-            source=self.source,
-            ttl=ttl,
-            expires_at=expires_at,
-            idempotency_key=idempotency_key,
-        )
-
-    def search(
-        self, query: str, *, user_id: str | None = None, agent_id: str | None = None, **kw: Any
-    ) -> list[SearchHit]:
-        self.principal.require(KeyScope.READ)
-        return self.memory.search(query, **self.principal.owner_kwargs(user_id, agent_id), **kw)
-
-    def feedback(
-        self,
-        query: str,
-        *,
-        cited: list[str],
-        used: list[str],
-        wrong: list[str],
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> FeedbackResult:
-        """A write: it records events and trains the owner's reranker. Another owner's
-        memory id is `NotFoundError` (nothing recorded), as for every other by-id verb."""
-        self.principal.require(KeyScope.WRITE)
-        return self.memory.feedback(
-            query,
-            cited=cited,
-            used=used,
-            wrong=wrong,
-            **self.principal.owner_kwargs(user_id, agent_id),
-        )
-
-    def get_all(
-        self, *, user_id: str | None = None, agent_id: str | None = None, **kw: Any
-    ) -> Page:
-        self.principal.require(KeyScope.READ)
-        return self.memory.get_all(**self.principal.owner_kwargs(user_id, agent_id), **kw)
-
-    def get(
-        self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None
-    ) -> MemoryItem:
-        self.principal.require(KeyScope.READ)
-        return self.memory.get(memory_id, **self.principal.by_id_kwargs(user_id, agent_id))
-
-    def update(
-        self,
-        memory_id: str,
-        text: str | None = None,
-        *,
-        metadata: dict[str, Any] | None = None,
-        reason: str | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> MemoryItem:
-        self.principal.require(KeyScope.WRITE)
-        owner = self.principal.by_id_kwargs(user_id, agent_id)
-        return self.memory.update(
-            memory_id, text, metadata=metadata, reason=reason, source=self.source, **owner
-        )
-
-    def delete(
-        self,
-        memory_id: str,
-        *,
-        hard: bool = False,
-        reason: str | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> None:
-        self.principal.require(KeyScope.WRITE)
-        owner = self.principal.by_id_kwargs(user_id, agent_id)
-        self.memory.delete(memory_id, hard=hard, reason=reason, source=self.source, **owner)
-
-    def restore(
-        self,
-        memory_id: str,
-        *,
-        reason: str | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> MemoryItem:
-        self.principal.require(KeyScope.WRITE)
-        owner = self.principal.by_id_kwargs(user_id, agent_id)
-        return self.memory.restore(memory_id, reason=reason, source=self.source, **owner)
-
-    def history(
-        self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None
-    ) -> list[Version]:
-        self.principal.require(KeyScope.READ)
-        return self.memory.history(memory_id, **self.principal.by_id_kwargs(user_id, agent_id))
+    def call(self, op: Operation, values: Mapping[str, Any]) -> Any:
+        """Run `op` for this caller: its key scope checked, the owner resolved from the
+        key (or checked against it), provenance marked with this surface's name. Every REST
+        route and MCP tool of the operation table comes through here."""
+        self.principal.require(KeyScope.WRITE if op.write else KeyScope.READ)
+        kwargs = op.arguments(values)
+        user_id, agent_id = kwargs.pop("user_id", None), kwargs.pop("agent_id", None)
+        if op.target == "memory":
+            owner = self.principal.by_id_kwargs(user_id, agent_id)
+        else:
+            owner = self.principal.owner_kwargs(user_id, agent_id)
+        if op.provenance:
+            kwargs["source"] = self.source
+        return getattr(self.memory, op.method)(**kwargs, **owner)
 
     def stats(self, *, user_id: str | None = None, agent_id: str | None = None) -> CubeStats:
         self.principal.require(KeyScope.READ)

@@ -1,5 +1,7 @@
 """The MCP server: Engram's verbs as tools, over stdio (`engram mcp`) or streamable HTTP
-(mounted at /mcp by `engram serve`, behind the same bearer keys as REST).
+(mounted at /mcp by `engram serve`, behind the same bearer keys as REST). The tools are
+bound from the operation table (engram.ops): one tool per operation, its parameters and
+descriptions the table's.
 
 Tools call `ScopedMemory` exactly as the REST routes do, so scoping is decided in one
 place. Over HTTP the caller is the key of the HTTP request that carried the tool call
@@ -8,20 +10,24 @@ place. Over HTTP the caller is the key of the HTTP request that carried the tool
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult
 from mcp.types import Tool as McpTool
+from pydantic import Field
 
 import engram
 from engram.errors import EngramError
 from engram.memory import Memory
+from engram.ops import OPERATIONS, Operation, Surface
 from engram.server.access import Principal, ScopedMemory
+from engram.server.schemas import result_of
 
 PRINCIPAL_KEY = "engram.principal"
 INSTRUCTIONS = (
@@ -31,17 +37,8 @@ INSTRUCTIONS = (
     "later searches rank better. Owners: pass user_id (or agent_id) unless your key or "
     "the server already fixes the owner."
 )
-TOOLS = (
-    "add_memory",
-    "search_memories",
-    "list_memories",
-    "get_memory",
-    "update_memory",
-    "delete_memory",
-    "restore_memory",
-    "memory_history",
-    "memory_feedback",
-)
+TOOLS = tuple(op.tool for op in OPERATIONS)
+_KW = inspect.Parameter.KEYWORD_ONLY
 
 
 def _dump(value: Any) -> Any:
@@ -129,199 +126,36 @@ def build_mcp_server(memory: Memory, fallback: Principal | None) -> MCPServer:
         except EngramError as err:
             raise ToolError(_error(err.code, str(err))) from err
 
-    @server.tool()
-    def add_memory(
-        ctx: Context,
-        text: str,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        session_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        timestamp: str | None = None,
-        type: str = "turn",
-        role: str = "user",
-        name: str | None = None,
-        ttl: float | None = None,
-        expires_at: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """Remember a message (text said by `role`, optionally by speaker `name`).
-        Returns the stored memories with their ids. `ttl` (seconds) or `expires_at` (ISO
-        time): gc archives it then. A retry with the same `idempotency_key` returns the
-        memory stored the first time, not a second one."""
-        message = {"role": role, "content": text, "name": name}
-        items = run(
-            ctx,
-            lambda m: m.add(
-                message,
-                user_id=user_id,
-                agent_id=agent_id,
-                session_id=session_id,
-                metadata=metadata,
-                timestamp=timestamp,
-                memory_type=type,
-                ttl=ttl,
-                expires_at=expires_at,
-                idempotency_key=idempotency_key,
-            ),
-        )
-        return {"items": _dump(items)}
-
-    @server.tool()
-    def search_memories(
-        ctx: Context,
-        query: str,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        session_id: str | None = None,
-        k: int | None = None,
-        filters: dict[str, Any] | None = None,
-        types: list[str] | None = None,
-        since: str | None = None,
-        until: str | None = None,
-    ) -> dict[str, Any]:
-        """The memories most relevant to `query`, best first, with score and provenance.
-        `filters` are metadata conditions, e.g. {"topic": "travel"}."""
-        hits = run(
-            ctx,
-            lambda m: m.search(
-                query,
-                user_id=user_id,
-                agent_id=agent_id,
-                session_id=session_id,
-                k=k,
-                filters=filters,
-                types=types,
-                since=since,
-                until=until,
-            ),
-        )
-        return {"hits": _dump(hits)}
-
-    @server.tool()
-    def list_memories(
-        ctx: Context,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        session_id: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        include_archived: bool = False,
-    ) -> dict[str, Any]:
-        """A page of memories, oldest first; pass next_cursor back for the next page."""
-        page = run(
-            ctx,
-            lambda m: m.get_all(
-                user_id=user_id,
-                agent_id=agent_id,
-                session_id=session_id,
-                limit=limit,
-                cursor=cursor,
-                include_archived=include_archived,
-            ),
-        )
-        return dict(_dump(page))
-
-    @server.tool()
-    def get_memory(
-        ctx: Context, memory_id: str, user_id: str | None = None, agent_id: str | None = None
-    ) -> dict[str, Any]:
-        """One memory by id, with provenance and statistics."""
-        item = run(ctx, lambda m: m.get(memory_id, user_id=user_id, agent_id=agent_id))
-        return dict(_dump(item))
-
-    @server.tool()
-    def update_memory(
-        ctx: Context,
-        memory_id: str,
-        text: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        reason: str | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Correct a memory: new text and/or metadata become a new version."""
-        item = run(
-            ctx,
-            lambda m: m.update(
-                memory_id,
-                text,
-                metadata=metadata,
-                reason=reason,
-                user_id=user_id,
-                agent_id=agent_id,
-            ),
-        )
-        return dict(_dump(item))
-
-    @server.tool()
-    def delete_memory(
-        ctx: Context,
-        memory_id: str,
-        hard: bool = False,
-        reason: str | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Archive a memory (restorable); hard=true erases it and its history for good."""
-        run(
-            ctx,
-            lambda m: m.delete(
-                memory_id, hard=hard, reason=reason, user_id=user_id, agent_id=agent_id
-            ),
-        )
-        return {"id": memory_id, "deleted": "erased" if hard else "archived"}
-
-    @server.tool()
-    def restore_memory(
-        ctx: Context,
-        memory_id: str,
-        reason: str | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Bring an archived memory back."""
-        item = run(
-            ctx,
-            lambda m: m.restore(memory_id, reason=reason, user_id=user_id, agent_id=agent_id),
-        )
-        return dict(_dump(item))
-
-    @server.tool()
-    def memory_history(
-        ctx: Context, memory_id: str, user_id: str | None = None, agent_id: str | None = None
-    ) -> dict[str, Any]:
-        """Every version of a memory, oldest first: text, event, reason, time."""
-        versions = run(ctx, lambda m: m.history(memory_id, user_id=user_id, agent_id=agent_id))
-        return {"versions": _dump(versions)}
-
-    @server.tool()
-    def memory_feedback(
-        ctx: Context,
-        query: str,
-        cited: list[str] | None = None,
-        used: list[str] | None = None,
-        wrong: list[str] | None = None,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-    ) -> dict[str, Any]:
-        """After answering `query` from memories: the ids your answer cited or used, and
-        the retrieved ones that were wrong. Trains the owner's search ranking; returns how
-        many reports were recorded and the ranking weights."""
-        result = run(
-            ctx,
-            lambda m: m.feedback(
-                query,
-                cited=cited or [],
-                used=used or [],
-                wrong=wrong or [],
-                user_id=user_id,
-                agent_id=agent_id,
-            ),
-        )
-        return dict(_dump(result))
-
+    for op in OPERATIONS:
+        server.add_tool(_tool(op, run), name=op.tool, description=op.doc)
     return server
+
+
+def _tool(op: Operation, run: Callable[[Context, Callable[[ScopedMemory], Any]], Any]) -> Any:
+    """`op` as an MCP tool function: the table's parameters (MCP spelling) with their
+    descriptions, answering what REST answers."""
+    params = op.params_on(Surface.MCP)
+
+    def tool(ctx: Context, **kw: Any) -> dict[str, Any]:
+        values = {p.name: kw.get(p.wire_name, p.default) for p in params}
+        return dict(_dump(run(ctx, lambda m: result_of(op, m.call(op, values)))))
+
+    signature = [inspect.Parameter("ctx", _KW, annotation=Context)] + [
+        inspect.Parameter(
+            p.wire_name,
+            _KW,
+            annotation=Annotated[p.annotation, Field(description=p.description)],
+            default=inspect.Parameter.empty if p.required else p.json_default,
+        )
+        for p in params
+    ]
+    tool.__signature__ = inspect.Signature(signature, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    tool.__annotations__ = {
+        **{p.name: p.annotation for p in signature},
+        "return": dict[str, Any],
+    }
+    tool.__name__ = tool.__qualname__ = op.tool
+    return tool
 
 
 def _error(code: str, message: str, details: Any = None) -> str:

@@ -25,7 +25,8 @@ from engram.server.access import ScopedMemory
 from engram.server.auth import Caller
 from engram.server.errors import ERROR_RESPONSES
 from engram.server.keys import KeyScope
-from engram.server.routes import AgentQ, UserQ, known_query
+from engram.server.rest_ops import AgentQ, UserQ
+from engram.server.routes import known_query
 from engram.store.jobs import JobState
 from engram.types import MemoryItem, MemoryState
 

@@ -12,39 +12,34 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engram.errors import CubeGoneError, EmbedderMismatchError, NotFoundError, StoreError
-from engram.store import sql, sqlite_artifacts, sqlite_idempotency, sqlite_jobs
+from engram.store import sql, sqlite_idempotency
 from engram.store import sqlite_retention as retention
 from engram.store.base import (
-    ArtifactSource,
     Change,
-    IdempotencyRecord,
     Located,
     MemoryFilter,
     NewMemory,
-    RetentionPlan,
-    RetentionRow,
     Scored,
 )
-from engram.store.feedback import FeedbackEvent, FeedbackLog
-from engram.store.jobs import Job, JobState, NewJob
+from engram.store.feedback import FeedbackLog
 from engram.store.migrations import MIGRATIONS, apply_migrations
 from engram.store.sqlite_conn import ThreadConnections, rollback, store_error
 from engram.store.sqlite_feedback import (
+    FeedbackMixin,
     drop_cube_feedback,
-    feedback_rev,
     forget_feedback,
-    insert_feedback,
-    read_feedback,
 )
+from engram.store.sqlite_lifecycle import RetentionMixin
+from engram.store.sqlite_queue import QueueMixin
 from engram.store.sqlite_rows import cube_stats, history, item_from_row, items_by_keys, select_in
 from engram.store.vector_index import (
     CubeSnapshot,
@@ -64,7 +59,7 @@ _CHECKPOINT_TRIES = 3
 _CHECKPOINT_BUSY_MS = 100
 
 
-class SQLiteStore:
+class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin):
     """Store protocol over one SQLite file."""
 
     def __init__(
@@ -558,128 +553,6 @@ class SQLiteStore:
         entry = self.snapshot(cube)
         return [Scored(k_, s) for k_, s in entry.top(vector, k, allowed)]
 
-    # -- jobs -------------------------------------------------------------------------
-
-    def enqueue_jobs(self, jobs: list[NewJob], max_attempts: int) -> int:
-        """Committed without an fsync of its own (synchronous=NORMAL for this one
-        transaction): it follows every add, and a job row lost to a power cut is rebuilt
-        by `engram jobs queue`; the next FULL commit makes it durable anyway."""
-        if not jobs:
-            return 0
-        with self._write_lock:
-            conn = self._conn()
-            conn.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self._write() as conn:
-                    return sqlite_jobs.enqueue_jobs(conn, jobs, max_attempts, utc_now())
-            finally:
-                conn.execute(f"PRAGMA synchronous={self._conns.synchronous}")
-
-    def claim_job(self, lease_s: float) -> Job | None:
-        with self._write() as conn:
-            return sqlite_jobs.claim_job(conn, datetime.now(UTC), lease_s)
-
-    def finish_job(
-        self,
-        job: Job,
-        state: JobState,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-        retry_in_s: float = 0.0,
-    ) -> None:
-        now = datetime.now(UTC)
-        with self._write() as conn:
-            sqlite_jobs.finish_job(
-                conn,
-                list(job.ids),
-                state,
-                error,
-                result,
-                iso(now + timedelta(seconds=retry_in_s)),
-                iso(now),
-            )
-
-    def jobs(self, cube: int | None, states: tuple[JobState, ...], limit: int) -> list[Job]:
-        with self._reading() as conn:
-            return sqlite_jobs.list_jobs(conn, cube, states, limit)
-
-    def retry_jobs(self, cube: int | None, ids: list[int] | None) -> int:
-        with self._write() as conn:
-            return sqlite_jobs.retry_jobs(conn, cube, ids, utc_now())
-
-    # -- idempotency keys -------------------------------------------------------------
-
-    def claim_idempotency(
-        self, owner: str, key: str, fingerprint: str, ttl_s: float, lease_s: float
-    ) -> IdempotencyRecord | None:
-        with self._write() as conn:
-            return sqlite_idempotency.claim(
-                conn, owner, key, fingerprint, datetime.now(UTC), ttl_s, lease_s
-            )
-
-    def finish_idempotency(self, owner: str, key: str, status: int, response: str) -> None:
-        with self._write() as conn:
-            sqlite_idempotency.finish(conn, owner, key, status, response)
-
-    def release_idempotency(self, owner: str, key: str) -> None:
-        with self._write() as conn:
-            sqlite_idempotency.release(conn, owner, key)
-
-    # -- provenance of tier artifacts -------------------------------------------------
-
-    def record_artifact(
-        self, tier: str, owner: str, artifact: str, sources: list[tuple[str, int]]
-    ) -> None:
-        with self._write() as conn:
-            sqlite_artifacts.record(conn, tier, owner, artifact, sources, utc_now())
-
-    def artifacts(
-        self,
-        tier: str | None = None,
-        owner: str | None = None,
-        memory_ids: list[str] | None = None,
-    ) -> list[ArtifactSource]:
-        with self._reading() as conn:
-            return sqlite_artifacts.select(conn, tier, owner, memory_ids)
-
-    def forget_artifact(self, tier: str, owner: str, artifact: str) -> None:
-        with self._write() as conn:
-            sqlite_artifacts.forget(conn, tier, owner, artifact)
-
-    # -- feedback ---------------------------------------------------------------------
-
-    def add_feedback(
-        self,
-        cube: int,
-        query: str,
-        vector: np.ndarray,
-        events: list[FeedbackEvent],
-        weights: dict[str, float] | None,
-    ) -> None:
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
-                raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
-            insert_feedback(conn, cube, query, vector, events, weights, utc_now())
-
-    def feedback(self, cube: int) -> FeedbackLog:
-        conn = self._conn()
-        rev = feedback_rev(conn, cube)
-        with self._feedback_lock:
-            cached = self._feedback.get(cube)
-        if cached is not None and cached.rev == rev:
-            return cached
-        try:  # one read transaction: revision, queries and events agree
-            conn.execute("BEGIN")
-            log = read_feedback(conn, cube, self.dim)
-            conn.execute("COMMIT")
-        except sqlite3.Error as err:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"read failed: {err}") from err
-        with self._feedback_lock:
-            self._feedback[cube] = log
-        return log
-
     def snapshot(self, cube: int) -> CubeSnapshot:
         conn = self._conn()
         rev = conn.execute("SELECT rev FROM cubes WHERE id = ?", (cube,)).fetchone()
@@ -729,65 +602,6 @@ class SQLiteStore:
         if stats is None:
             raise NotFoundError(f"cube {cube} no longer exists")
         return stats
-
-    # -- retention (engram.lifecycle) -------------------------------------------------
-
-    def retention_rows(
-        self, cube: int, keys: list[int] | None = None, tiers: tuple[str, ...] = ()
-    ) -> list[RetentionRow]:
-        with self._reading() as conn:
-            return retention.read_rows(conn, cube, keys, tiers)
-
-    def reinforce(
-        self,
-        cube: int,
-        keys: list[int],
-        strength: Callable[[RetentionRow], float],
-        recalled: bool,
-        at: datetime,
-    ) -> list[RetentionRow]:
-        with self._write() as conn:
-            return retention.reinforce(conn, cube, keys, strength, recalled, at)
-
-    def set_retention(
-        self,
-        cube: int,
-        keys: list[int],
-        *,
-        pinned: bool | None = None,
-        tier: str | None = None,
-        reason: str | None = None,
-        source: str | None = None,
-    ) -> int:
-        with self._write() as conn:
-            return retention.set_retention(
-                conn, cube, keys, pinned, tier, reason, source, utc_now()
-            )
-
-    def apply_retention(self, cube: int, plan: RetentionPlan, source: str) -> RetentionPlan:
-        with self._write() as conn:
-            done = retention.apply_plan(conn, cube, plan, source, utc_now())
-            if done.evict:
-                old, new = self._bump(conn, cube)
-        if done.evict:
-            self._snapshots.remove(cube, old, new, sorted(done.evict))
-        return done
-
-    def expired(self, cube: int, at: datetime) -> list[int]:
-        with self._reading() as conn:
-            return retention.expired(conn, cube, at)
-
-    def retention_policies(self, cube: int) -> dict[str, dict[str, Any]]:
-        with self._reading() as conn:
-            return retention.policies(conn, cube)
-
-    def set_retention_policy(
-        self, cube: int, memory_type: str, policy: dict[str, Any] | None
-    ) -> None:
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
-                raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
-            retention.set_policy(conn, cube, memory_type, policy, utc_now())
 
     def integrity_check(self) -> str:
         return self._read("PRAGMA integrity_check")[0][0]

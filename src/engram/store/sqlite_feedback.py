@@ -1,14 +1,20 @@
-"""SQL for the feedback tables (migration 0003), run inside the SQLite store's transactions."""
+"""The feedback tables (migration 0003): SQL run inside the SQLite store's transactions,
+and the store's feedback verbs."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engram.errors import CubeGoneError, StoreError
 from engram.store.feedback import FeedbackEvent, FeedbackLog
 from engram.store.vector_index import decode_matrix, encode_vector
+from engram.timeutil import utc_now
 
 
 def insert_feedback(
@@ -88,3 +94,48 @@ def read_feedback(conn: sqlite3.Connection, cube: int, dim: int) -> FeedbackLog:
         log.weights = {str(k): float(v) for k, v in json.loads(trained[0]).items()}
         log.events_trained = int(trained[1])
     return log
+
+
+class FeedbackMixin:
+    """A SQLiteStore's feedback log, cached per cube until its revision changes."""
+
+    if TYPE_CHECKING:
+        _feedback: dict[int, FeedbackLog]
+        _feedback_lock: threading.Lock
+
+        def _conn(self) -> sqlite3.Connection: ...
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        @property
+        def dim(self) -> int: ...
+
+    def add_feedback(
+        self,
+        cube: int,
+        query: str,
+        vector: np.ndarray,
+        events: list[FeedbackEvent],
+        weights: dict[str, float] | None,
+    ) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
+                raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
+            insert_feedback(conn, cube, query, vector, events, weights, utc_now())
+
+    def feedback(self, cube: int) -> FeedbackLog:
+        conn = self._conn()
+        rev = feedback_rev(conn, cube)
+        with self._feedback_lock:
+            cached = self._feedback.get(cube)
+        if cached is not None and cached.rev == rev:
+            return cached
+        try:  # one read transaction: revision, queries and events agree
+            conn.execute("BEGIN")
+            log = read_feedback(conn, cube, self.dim)
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"read failed: {err}") from err
+        with self._feedback_lock:
+            self._feedback[cube] = log
+        return log

@@ -1,0 +1,1 @@
+"""PostgreSQL + pgvector store (extra `postgres`); see docs/postgres.md."""
