@@ -49,7 +49,8 @@ BAD: dict[str, Any] = {
     "expires_at": "soon",
     "text": "x" * 70,  # over limits.max_text_chars below
     "query": "q" * 70,  # over limits.max_query_chars below
-    "question": "q" * 70,  # over limits.max_query_chars below
+    "question": "q" * 70,
+    "max_tokens": 0,  # over limits.max_query_chars below
 }
 LIMITS = {"max_text_chars": 64, "max_query_chars": 64}
 
@@ -166,7 +167,7 @@ def _base_values(op: Operation, memory_id: str) -> dict[str, Any]:
     for p in op.params:
         if p.name == "memory_id":
             values[p.name] = memory_id
-        elif p.name in ("text", "query") and p.on(Surface.CLI):
+        elif p.name in ("text", "query", "question") and p.on(Surface.CLI):
             values[p.name] = "ok"
     return values
 

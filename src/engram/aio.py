@@ -105,6 +105,7 @@ class AsyncMemory:
     retry_jobs = _awaitable(Memory.retry_jobs)
     extract = _awaitable(Memory.extract)
     tiers = _awaitable(Memory.tiers)
+    answer = _awaitable(Memory.answer)
 
     @property
     def kv(self) -> AsyncKVVerbs:

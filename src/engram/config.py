@@ -423,6 +423,49 @@ class ExtractConfig(_Section):
     )
 
 
+class AnswerConfig(_Section):
+    """`Memory.answer`: a question answered from the owner's memories (docs/answer.md)."""
+
+    model: str = Field(
+        default="smollm2-135m-instruct",
+        description="The local model that answers: a registered name (`engram models ls`), a "
+        "checkpoint directory, a hub id in the local Hugging Face cache, or 'engram-lm' (the "
+        "packaged tiny LM, for tests). The lora route uses its adapter's base model instead.",
+    )
+    auto_pull: bool = Field(
+        default=True,
+        description="Pull a registered model on first use when it is not cached (as `engram "
+        "models pull` does); off: fail and name that command.",
+    )
+    provider: Literal["local", "llm"] = Field(
+        default="local",
+        description="Who writes the text route's answer: 'local' (answer.model) or 'llm' "
+        "(the model of the `llm` section, e.g. an OpenAI-compatible endpoint).",
+    )
+    router: str = Field(
+        default="rules",
+        description="The registered router that picks a route for route='auto'.",
+    )
+    k: int = Field(default=5, gt=0, le=1000, description="Memories put into the prompt.")
+    max_tokens: int = Field(
+        default=48, gt=0, le=4096, description="Longest answer, in tokens, by default."
+    )
+    max_context_tokens: int = Field(
+        default=2048,
+        gt=0,
+        description="Most prompt plus answer tokens; the least relevant memories are left "
+        "out until the prompt fits (and never more than the model's positions).",
+    )
+    lora_match: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="route='auto' takes the lora route when this share of the question's "
+        "content words appears in one fact the owner's adapter learned.",
+    )
+    device: str = Field(default="cpu", description="torch device of the local model.")
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Reads the TOML config file chosen by arguments or environment."""
 
@@ -492,6 +535,7 @@ class EngramConfig(BaseSettings):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    answer: AnswerConfig = Field(default_factory=AnswerConfig)
 
     @field_validator("home")
     @classmethod

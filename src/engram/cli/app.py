@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from engram.cli import (
+    ask,
     bench,
     jobs,
     kv,
@@ -16,8 +17,10 @@ from engram.cli import (
     lm,
     lora,
     memories,
+    migrate,
     models,
     serve,
+    worker,
 )
 from engram.cli.common import state
 
@@ -55,6 +58,7 @@ def _global(
 
 
 memories.register(app)  # add, search, feedback, list, show, ... demo
+ask.register(app)  # ask
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(kv.kv_app, name="kv")
 app.add_typer(lm.lm_app, name="lm")
@@ -63,6 +67,8 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(jobs.jobs_app, name="jobs")
 serve.register(app)  # serve, keys, mcp
 lifecycle.register(app)  # gc, pin, unpin, retention
+worker.register(app)  # worker
+migrate.register(app)  # migrate
 
 
 def _command(args: list[str]) -> str | None:

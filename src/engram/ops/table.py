@@ -297,8 +297,38 @@ HISTORY = Operation(
     params=(MEMORY_ID, USER, AGENT),
 )
 
+ANSWER = Operation(
+    name="answer",
+    method="answer",
+    summary="Answer a question from memories",
+    doc="Answer `question` from the owner's memories with a language model. Routes: text "
+    "(retrieve, put the memories into the prompt), kv (the same memories, read from a "
+    "stored KV block: built on a miss, reused on a hit), lora (the owner's adapter, no "
+    "retrieval), auto (a router picks). Returns the answer, the memories used with "
+    "provenance, the route and why, and timings.",
+    write=False,
+    target="owner",
+    http=("POST", "/answer"),
+    tool="answer_question",
+    command="ask",
+    params=(
+        Param("question", str, "The question to answer.", argument=True,
+              limits="max limits.max_query_chars"),
+        USER,
+        AGENT,
+        Param("route", str, "auto, text, kv or lora.", "auto"),
+        Param("k", int | None, "Memories in the prompt (default answer.k).", None,
+              flags=("-k",), limits="1 to search.max_k"),
+        Param("max_tokens", int | None, "Longest answer in tokens (default answer.max_tokens).",
+              None, limits="1 to 4096"),
+        Param("model", str | None, "The answering model (default answer.model): a registered "
+              "name, a checkpoint directory or engram-lm.", None,
+              surfaces=frozenset({Surface.PYTHON, Surface.CLI})),
+    ),
+)
+
 OPERATIONS: tuple[Operation, ...] = (
-    ADD, SEARCH, FEEDBACK, LIST, GET, UPDATE, DELETE, RESTORE, HISTORY
+    ADD, SEARCH, FEEDBACK, LIST, GET, UPDATE, DELETE, RESTORE, HISTORY, ANSWER
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
 

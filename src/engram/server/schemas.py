@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from engram.answer.result import AnswerResult
 from engram.ops import Operation
 from engram.types import (
     DeleteResult,
@@ -79,6 +80,7 @@ RESULTS: dict[str, type[BaseModel]] = {
     "delete": DeleteResult,
     "restore": MemoryItem,
     "history": HistoryResult,
+    "answer": AnswerResult,
 }
 
 
