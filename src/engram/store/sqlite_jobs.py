@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from engram.store import columns
 from engram.store.jobs import Job, JobState, NewJob
 from engram.timeutil import from_iso, iso
 
@@ -134,23 +135,4 @@ def retry_jobs(conn: sqlite3.Connection, cube: int | None, ids: list[int] | None
 
 
 def _job(row: tuple, *, attempts: int | None = None, state: JobState | None = None) -> Job:
-    created, updated = from_iso(row[11]), from_iso(row[12])
-    assert created is not None and updated is not None  # NOT NULL columns
-    return Job(
-        id=row[0],
-        cube=row[1],
-        owner=row[2],
-        session_id=row[3] or None,
-        extractor=row[4],
-        input_hash=row[5],
-        state=state or JobState(row[6]),
-        attempts=row[7] if attempts is None else attempts,
-        max_attempts=row[8],
-        error=row[9],
-        result=None if row[10] is None else json.loads(row[10]),
-        created_at=created,
-        updated_at=updated,
-        payload=json.loads(row[13]),
-        ids=(row[0],),
-        payloads=(json.loads(row[13]),),
-    )
+    return columns.job(row, from_iso, json.loads, attempts=attempts, state=state)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from engram.store import columns
 from engram.store.base import NewMemory, RetentionPlan, RetentionRow
 from engram.store.sqlite_rows import select_in
 from engram.timeutil import from_iso, iso
@@ -34,27 +35,7 @@ def write_new(conn: sqlite3.Connection, key: int, row: NewMemory) -> None:
 
 
 def _row(r: tuple[Any, ...]) -> RetentionRow:
-    importance = r[12]
-    number = isinstance(importance, int | float) and not isinstance(importance, bool)
-    created = from_iso(r[6])
-    assert created is not None  # NOT NULL column
-    return RetentionRow(
-        key=r[0],
-        id=r[1],
-        type=r[2],
-        state=MemoryState(r[3]),
-        tier=r[4],
-        session_id=r[5],
-        created_at=created,
-        strength=r[7],
-        last_recalled_at=from_iso(r[8]),
-        recall_count=r[9],
-        pinned=bool(r[10]),
-        expires_at=from_iso(r[11]),
-        importance=float(importance) if number else None,
-        access_count=r[13],
-        last_accessed_at=from_iso(r[14]),
-    )
+    return columns.retention_row(r, from_iso)
 
 
 def read_rows(

@@ -9,9 +9,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from engram.store import sql
+from engram.store import columns, sql
 from engram.timeutil import from_iso
-from engram.types import CubeStats, MemoryItem, MemoryState, Provenance, Version, VersionEvent
+from engram.types import CubeStats, MemoryItem, Version, VersionEvent
 
 CHUNK = 500  # bound parameters per IN (...) list, well under SQLITE_MAX_VARIABLE_NUMBER
 
@@ -41,55 +41,9 @@ def items_by_keys(
     }
 
 
-def item_from_row(row: tuple[Any, ...]) -> MemoryItem:
+def item_from_row(row: Sequence[Any]) -> MemoryItem:
     """One row of `sql.MEMORY_COLUMNS` as a MemoryItem."""
-    (
-        _key,
-        mid,
-        mtype,
-        state,
-        text,
-        metadata,
-        user_id,
-        agent_id,
-        session_id,
-        source_id,
-        turn_index,
-        role,
-        name,
-        occurred_at,
-        source,
-        version,
-        created_at,
-        updated_at,
-        access_count,
-        last_accessed_at,
-        owner,
-    ) = row
-    return MemoryItem(
-        id=mid,
-        memory=text,
-        type=mtype,
-        state=MemoryState(state),
-        metadata=json.loads(metadata),
-        provenance=Provenance(
-            owner=owner,
-            user_id=user_id,
-            agent_id=agent_id,
-            session_id=session_id,
-            source_id=source_id,
-            turn_index=turn_index,
-            role=role,
-            name=name,
-            timestamp=from_iso(occurred_at),
-            source=source,
-        ),
-        version=version,
-        created_at=from_iso(created_at),
-        updated_at=from_iso(updated_at),
-        access_count=access_count,
-        last_accessed_at=from_iso(last_accessed_at),
-    )
+    return columns.memory_item(row, from_iso, json.loads)
 
 
 def history(conn: sqlite3.Connection, cube: int, key: int) -> list[Version]:

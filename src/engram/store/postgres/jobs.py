@@ -10,8 +10,9 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
+from engram.store import columns
 from engram.store.jobs import Job, JobState, NewJob
-from engram.store.postgres.memories import utc
+from engram.store.postgres.memories import decoded, utc
 
 Cur = Cursor[Any]
 
@@ -156,23 +157,4 @@ def retry_jobs(
 
 
 def _job(row: Any, *, attempts: int | None = None, state: JobState | None = None) -> Job:
-    created, updated = utc(row[11]), utc(row[12])
-    assert created is not None and updated is not None  # NOT NULL columns
-    return Job(
-        id=row[0],
-        cube=row[1],
-        owner=row[2],
-        session_id=row[3] or None,
-        extractor=row[4],
-        input_hash=row[5],
-        state=state or JobState(row[6]),
-        attempts=row[7] if attempts is None else attempts,
-        max_attempts=row[8],
-        error=row[9],
-        result=row[10],
-        created_at=created,
-        updated_at=updated,
-        payload=row[13],
-        ids=(row[0],),
-        payloads=(row[13],),
-    )
+    return columns.job(row, utc, decoded, attempts=attempts, state=state)

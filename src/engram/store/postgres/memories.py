@@ -13,9 +13,10 @@ import numpy as np
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
+from engram.store import columns
 from engram.store.base import Change, NewMemory
 from engram.store.postgres.sql import MEMORY_COLUMNS
-from engram.types import CubeStats, MemoryItem, MemoryState, Provenance, Version, VersionEvent
+from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
 Cur = Cursor[Any]
 
@@ -224,35 +225,14 @@ def items_by_keys(cur: Cur, owner: str, cube: int, keys: Sequence[int]) -> dict[
     return {row[0]: item_from_row(row) for row in cur.fetchall()}
 
 
+def decoded(value: Any) -> Any:
+    """JSONB arrives decoded."""
+    return value
+
+
 def item_from_row(row: Sequence[Any]) -> MemoryItem:
     """One row of `MEMORY_COLUMNS` as a MemoryItem."""
-    (_key, mid, mtype, state, text, metadata, user_id, agent_id, session_id, source_id,
-     turn_index, role, name, occurred_at, source, version, created_at, updated_at,
-     access_count, last_accessed_at, owner) = row  # fmt: skip
-    return MemoryItem(
-        id=mid,
-        memory=text,
-        type=mtype,
-        state=MemoryState(state),
-        metadata=metadata,
-        provenance=Provenance(
-            owner=owner,
-            user_id=user_id,
-            agent_id=agent_id,
-            session_id=session_id,
-            source_id=source_id,
-            turn_index=turn_index,
-            role=role,
-            name=name,
-            timestamp=utc(occurred_at),
-            source=source,
-        ),
-        version=version,
-        created_at=utc(created_at),
-        updated_at=utc(updated_at),
-        access_count=access_count,
-        last_accessed_at=utc(last_accessed_at),
-    )
+    return columns.memory_item(row, utc, decoded)
 
 
 def history(cur: Cur, owner: str, cube: int, key: int) -> list[Version]:

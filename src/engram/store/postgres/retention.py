@@ -10,6 +10,7 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
+from engram.store import columns
 from engram.store.base import RetentionPlan, RetentionRow
 from engram.store.postgres.memories import new_version, utc
 from engram.types import MemoryState, VersionEvent
@@ -24,27 +25,7 @@ _COLUMNS = (
 
 
 def _row(r: tuple[Any, ...]) -> RetentionRow:
-    importance = r[12]
-    number = isinstance(importance, int | float) and not isinstance(importance, bool)
-    created = utc(r[6])
-    assert created is not None  # NOT NULL column
-    return RetentionRow(
-        key=r[0],
-        id=r[1],
-        type=r[2],
-        state=MemoryState(r[3]),
-        tier=r[4],
-        session_id=r[5],
-        created_at=created,
-        strength=r[7],
-        last_recalled_at=utc(r[8]),
-        recall_count=r[9],
-        pinned=bool(r[10]),
-        expires_at=utc(r[11]),
-        importance=float(importance) if number else None,
-        access_count=r[13],
-        last_accessed_at=utc(r[14]),
-    )
+    return columns.retention_row(r, utc)
 
 
 def read_rows(
