@@ -189,8 +189,8 @@ def test_bad_urls_and_unreachable_databases_are_named(
     source: Path, pg_server: Any, tmp_path: Path
 ) -> None:
     src = f"sqlite:///{source}/engram.db"
-    with pytest.raises(ConfigError, match=r"--to must be a postgresql:// URL, got sqlite://"):
-        migrate(src, f"sqlite:///{tmp_path}/copy.db")
+    with pytest.raises(ConfigError, match=r"--to must be a sqlite:/// or postgresql:// URL"):
+        migrate(src, f"mysql://{tmp_path}/copy.db")
     with pytest.raises(ConfigError, match=r"--from must be a sqlite:/// or postgresql:// URL"):
         migrate("mysql://db/engram", fresh_database(pg_server))
     with pytest.raises(ValidationError, match="no SQLite store at"):
@@ -202,6 +202,28 @@ def test_bad_urls_and_unreachable_databases_are_named(
     result = runner.invoke(_app(), ["--json", "migrate", "--from", src, "--to", "redis://x"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["error"]["message"].startswith("--to must be")
+
+
+def test_sqlite_to_sqlite_reads_back_identically(
+    source: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    local = Memory(home=source, embedder=embedder)
+    try:
+        before = _everything(local)
+    finally:
+        local.close()
+    target = tmp_path / "copy"
+    report = migrate(f"sqlite:///{source}/engram.db", f"sqlite:///{target}/engram.db")
+    assert sorted(report.copied) == ["user:bob", "user:carl", "user:gone", "user:maya-tomas"]
+    assert {t: v["rows"] for t, v in report.tables.items()} == _sqlite_counts(source)
+    again = migrate(f"sqlite:///{source}/engram.db", f"sqlite:///{target}/engram.db")
+    assert again.copied == [] and len(again.skipped) == 4
+    copy = Memory(home=target, embedder=embedder)
+    try:
+        assert _everything(copy) == before
+        copy.add("maya has a new note", user_id=OWNER)  # the target's own keys go on
+    finally:
+        copy.close()
 
 
 def test_another_embedder_in_the_target_is_refused(source: Path, pg_server: Any) -> None:

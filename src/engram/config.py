@@ -466,6 +466,26 @@ class AnswerConfig(_Section):
     device: str = Field(default="cpu", description="torch device of the local model.")
 
 
+class ChatConfig(_Section):
+    """`POST /v1/chat/completions` on `engram serve`: OpenAI-compatible chat with the
+    owner's memories (docs/server.md#openai-compatible-chat)."""
+
+    max_messages: int = Field(
+        default=100, gt=0, le=10_000, description="Most messages in one chat request."
+    )
+    max_tokens: int = Field(
+        default=256,
+        gt=0,
+        le=4096,
+        description="Longest reply, in tokens, when the request names no max_tokens.",
+    )
+    store: bool = Field(
+        default=True,
+        description="Store the last user message and the reply as memories of the owner, "
+        "unless the request sends `X-Engram-Store: false` (or true, when this is off).",
+    )
+
+
 class _FileSource(PydanticBaseSettingsSource):
     """Reads the TOML config file chosen by arguments or environment."""
 
@@ -536,6 +556,7 @@ class EngramConfig(BaseSettings):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     answer: AnswerConfig = Field(default_factory=AnswerConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
 
     @field_validator("home")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engram.answer.api import AnswerVerbs
+from engram.bundle.api import BundleVerbs
 from engram.config import EngramConfig, load_config
 from engram.cube import CubeCache, MemCube
 from engram.embed import Embedder, build_embedder
@@ -60,7 +61,7 @@ from engram.types import (
 MIN_ID_PREFIX = 4  # as git: shorter abbreviations are refused, not guessed
 
 
-class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs):
+class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs, BundleVerbs):
     """A memory for LLM apps. `Memory()` is embedded: SQLite under ENGRAM_HOME + MiniLM.
 
     Every memory belongs to an owner (`user_id`, else `agent_id`); each owner's memories

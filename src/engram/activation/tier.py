@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engram.errors import NotFoundError
 from engram.store.base import Store
-from engram.tiers import ACTIVATION, Artifact, Tier, erased_meanwhile
+from engram.tiers import ACTIVATION, Artifact, Tier, copy_dirs, erased_meanwhile, files_under
 from engram.types import MemoryItem
 
 if TYPE_CHECKING:
@@ -140,3 +140,27 @@ class ActivationTier(Tier[MemoryItem, "KVEntry"]):
             if key in keys:  # a block's key hashes its tokens: owners may share one
                 self.store.forget_artifact(ACTIVATION, owner, key)
         return sorted(keys)
+
+    # -- bundles ----------------------------------------------------------------------
+
+    def export(self, dest: Path) -> list[Path]:
+        """A copy of each of the owner's block directories, `dest/<key>/` (their provenance
+        travels with the text tier's rows)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for artifact in self.held():
+            shutil.copytree(self.kv.root / artifact.key, dest / artifact.key)
+        return files_under(dest)
+
+    def load(self, src: Path, **options: Any) -> int:
+        """Place the blocks under `src` (only those named in `keys=` when given) into the
+        home's KV store; returns how many were added."""
+        keys: Collection[str] | None = options.get("keys")
+        found = sorted(p for p in src.iterdir() if p.is_dir()) if src.is_dir() else []
+        chosen = [p for p in found if keys is None or p.name in keys]
+        return len(copy_dirs([(p, self.kv.root / p.name) for p in chosen]))
+
+    def discard(self, keys: Collection[str]) -> None:
+        """Delete blocks from disk (an import undoing what it placed)."""
+        for key in keys:
+            if (self.kv.root / key).is_dir():
+                self.kv.remove(key)

@@ -11,6 +11,7 @@ import typer
 from engram.cli import (
     ask,
     bench,
+    cube,
     jobs,
     kv,
     lifecycle,
@@ -65,6 +66,7 @@ app.add_typer(lm.lm_app, name="lm")
 app.add_typer(lora.lora_app, name="lora")
 app.add_typer(models.models_app, name="models")
 app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(cube.cube_app, name="cube")
 serve.register(app)  # serve, keys, mcp
 lifecycle.register(app)  # gc, pin, unpin, retention
 worker.register(app)  # worker

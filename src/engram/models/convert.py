@@ -19,6 +19,7 @@ def load_gguf(gguf: Path, dtype: torch.dtype = torch.float32) -> tuple[PreTraine
     """(model, tokenizer) straight from a GGUF file (transformers dequantizes it)."""
     require_extra("activation", "reading GGUF weights")
     silence_libraries()
+    _quiet_gguf_bar()
     folder, name = str(gguf.parent), gguf.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -27,6 +28,17 @@ def load_gguf(gguf: Path, dtype: torch.dtype = torch.float32) -> tuple[PreTraine
         raise ModelFetchError(f"cannot load {gguf.name} as a causal LM: {err}") from err
     model.eval()
     return model, tokenizer
+
+
+def _quiet_gguf_bar() -> None:
+    """transformers' GGUF reader draws its own tqdm bar (not its logging one): Engram
+    prints its own progress lines instead."""
+    from functools import partial
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    if not isinstance(gguf_utils.tqdm, partial):
+        gguf_utils.tqdm = partial(gguf_utils.tqdm, disable=True)
 
 
 def _plain_config(model: PreTrainedModel) -> Any:

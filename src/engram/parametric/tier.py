@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from engram.errors import NotFoundError, ValidationError
 from engram.store.base import Store
-from engram.tiers import PARAMETRIC, Artifact, Tier, erased_meanwhile
+from engram.tiers import PARAMETRIC, Artifact, Tier, copy_dirs, erased_meanwhile, files_under
 from engram.types import MemoryItem
 
 if TYPE_CHECKING:
@@ -51,9 +51,13 @@ class ParametricTier(Tier[MemoryItem, "AdapterManifest"]):
         self.config = config
         self.root = Path(config.home) / "lora"
 
+    @property
+    def folder(self) -> Path:
+        return self.root / quote(self.owner, safe="")
+
     def _versions(self) -> dict[str, tuple[Path, dict[str, Any]]]:
         """'v<N>' -> (directory, manifest as plain JSON), without loading torch."""
-        folder = self.root / quote(self.owner, safe="")
+        folder = self.folder
         found: dict[str, tuple[Path, dict[str, Any]]] = {}
         if not folder.is_dir():
             return found
@@ -142,3 +146,26 @@ class ParametricTier(Tier[MemoryItem, "AdapterManifest"]):
                 shutil.rmtree(versions[name][0])
             self.store.forget_artifact(PARAMETRIC, self.owner, name)
         return sorted(names)
+
+    # -- bundles ----------------------------------------------------------------------
+
+    def export(self, dest: Path) -> list[Path]:
+        """A copy of each adapter version of the owner (weights, peft config, manifest),
+        `dest/v<N>/`."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, (path, _) in self._versions().items():
+            shutil.copytree(path, dest / name)
+        return files_under(dest)
+
+    def load(self, src: Path, **options: Any) -> int:
+        """Place the adapter versions under `src` (only those named in `versions=` when
+        given) as the owner's; returns how many were added."""
+        wanted: Collection[str] | None = options.get("versions")
+        found = sorted(p for p in src.iterdir() if p.is_dir()) if src.is_dir() else []
+        chosen = [p for p in found if wanted is None or p.name in wanted]
+        return len(copy_dirs([(p, self.folder / p.name) for p in chosen]))
+
+    def discard(self, names: Collection[str]) -> None:
+        """Delete adapter versions from disk (an import undoing what it placed)."""
+        for name in names:
+            shutil.rmtree(self.folder / name, ignore_errors=True)

@@ -19,6 +19,7 @@ from engram.errors import NotFoundError
 from engram.memory import Memory
 from engram.scope import Scope as OwnerScope
 from engram.server.auth import ServerState
+from engram.server.chat import chat
 from engram.server.errors import ApiError, error_response, install_error_handlers
 from engram.server.keys import KeyStore
 from engram.server.limits import BodyLimitMiddleware
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(router)
     app.include_router(insights)
     app.include_router(public)
+    app.include_router(chat)
     if mcp_server is not None:
         app.router.routes.append(
             Route(MCP_PATH, endpoint=endpoint, methods=["GET", "POST", "DELETE"])

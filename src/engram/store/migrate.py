@@ -292,10 +292,14 @@ def open_reader(url: str) -> StoreReader:
 
 
 def open_writer(url: str) -> StoreWriter:
-    """The store `--to` names: a PostgreSQL database (the only target so far)."""
+    """The store `--to` names: a PostgreSQL database or a SQLite file (created if absent)."""
     if url.startswith(("postgresql://", "postgres://")):
         return _postgres(url)
-    raise ConfigError(f"--to must be a postgresql:// URL, got {_shown(url)}")
+    if url.startswith("sqlite:///"):
+        from engram.store.sqlite_transfer import SQLiteTransfer
+
+        return SQLiteTransfer(Path(url.removeprefix("sqlite:///")).expanduser())
+    raise ConfigError(f"--to must be a sqlite:/// or postgresql:// URL, got {_shown(url)}")
 
 
 def _shown(url: str) -> str:

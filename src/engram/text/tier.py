@@ -3,26 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engram.store.base import MemoryFilter, NewMemory
+from engram.errors import NotFoundError, StoreError
+from engram.store.base import MemoryFilter, NewMemory, Store
 from engram.tiers import TEXT, Artifact, Tier
 from engram.types import MemoryItem, MemoryState
 
 if TYPE_CHECKING:
     from engram.cube import MemCube
+    from engram.store.migrate import OwnerDump, StoreWriter
 
 _EVERY_STATE = MemoryFilter(states=(MemoryState.ACTIVE, MemoryState.ARCHIVED))
 
 
+def store_transfer(store: Store) -> StoreWriter:
+    """Whole-owner reads and writes (engram.store.migrate) of the database `store` opened."""
+    from engram.store.migrate import open_writer
+
+    url = getattr(store, "url", None)
+    if url is None and getattr(store, "path", None) is not None:
+        url = f"sqlite:///{store.path}"  # type: ignore[attr-defined]
+    if not isinstance(url, str):
+        raise StoreError(f"{type(store).__name__} cannot copy whole owners (no database URL)")
+    return open_writer(url)
+
+
 class TextTier(Tier[NewMemory, list[MemoryItem]]):
-    """The plaintext memories of one cube; the source every other tier is built from."""
+    """The plaintext memories of one cube; the source every other tier is built from.
+    Without a cube (an owner with no memories yet) it can only `load` and `export`."""
 
     name = TEXT
 
-    def __init__(self, cube: MemCube):
-        self.cube = cube
-        self.owner = cube.owner
+    def __init__(self, cube: MemCube | None, *, owner: str = "", store: Store | None = None):
+        self._cube = cube
+        self.owner = cube.owner if cube is not None else owner
+        store = cube.store if cube is not None else store
+        if store is None or not self.owner:
+            raise ValueError("a text tier needs a cube, or an owner and a store")
+        self.store = store
+
+    @property
+    def cube(self) -> MemCube:
+        if self._cube is None:
+            raise NotFoundError(f"no memories for {self.owner}")
+        return self._cube
 
     def held(self) -> list[Artifact]:
         return [
@@ -42,3 +68,52 @@ class TextTier(Tier[NewMemory, list[MemoryItem]]):
         mine = [(mid, f.key) for mid, f in located if f is not None and f.cube == self.cube.id]
         self.cube.erase_keys([key for _, key in mine])
         return [mid for mid, _ in mine]
+
+    # -- bundles ----------------------------------------------------------------------
+
+    def dump(self) -> OwnerDump | None:
+        """Every table's rows of the owner (read in one transaction); None if it has none."""
+        transfer = store_transfer(self.store)
+        try:
+            if self.owner not in transfer.owners():
+                return None
+            return transfer.dump(self.owner)
+        finally:
+            transfer.close()
+
+    def export(self, dest: Path) -> list[Path]:
+        """The owner's rows of every table as JSON lines (engram.bundle.tables)."""
+        from engram.bundle.tables import write_tables
+        from engram.store.migrate import OwnerDump
+
+        return write_tables(self.dump() or OwnerDump(self.owner), dest)
+
+    def load(self, src: Path, **options: Any) -> int:
+        """Write the owner's rows that `export` wrote under `src` (or `dump=`, the same rows
+        prepared by the caller, e.g. re-embedded) in one transaction, then read them back
+        and compare every table's digest. An owner held already with identical rows is
+        skipped (0); with other rows, refused. Returns the memories written."""
+        from engram.bundle.errors import BundleConflictError
+        from engram.bundle.tables import read_tables
+
+        dump: OwnerDump = options.get("dump") or read_tables(src, self.owner)
+        transfer = store_transfer(self.store)
+        try:
+            if self.owner in transfer.owners():
+                if transfer.dump(self.owner).digests() == dump.digests():
+                    return 0
+                raise BundleConflictError(
+                    f"{transfer.where} already holds {self.owner} with other data than the "
+                    "bundle; nothing was imported (an owner is never overwritten or mixed)"
+                )
+            transfer.load(dump)
+            got = transfer.dump(self.owner).digests()
+        finally:
+            transfer.close()
+        wrong = [t for t, d in dump.digests().items() if got[t] != d]
+        if wrong:
+            raise StoreError(
+                f"{self.owner} does not read back as written (tables {', '.join(wrong)}); "
+                "its transaction was committed, inspect it"
+            )
+        return len(dump.tables["memories"])
