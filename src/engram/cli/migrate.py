@@ -1,5 +1,5 @@
 """`engram migrate --from URL --to URL`: copy a store (SQLite or PostgreSQL) into a
-PostgreSQL database, owner by owner, verifying row counts and checksums per table.
+PostgreSQL database or a SQLite file, owner by owner, verifying row counts and checksums per table.
 
 Only typer and rich load here; the stores open when the command runs."""
 
@@ -72,7 +72,7 @@ def migrate(
     source: Annotated[
         str, typer.Option("--from", help="Store to copy: sqlite:///PATH or postgresql://...")
     ],
-    target: Annotated[str, typer.Option("--to", help="PostgreSQL database: postgresql://...")],
+    target: Annotated[str, typer.Option("--to", help="Target: postgresql://... or sqlite:///PATH")],
     merge: Annotated[
         bool,
         typer.Option(
@@ -80,7 +80,7 @@ def migrate(
         ),
     ] = False,
 ) -> None:
-    """Copy every owner (memories, histories, feedback, retention, jobs) into PostgreSQL."""
+    """Copy every owner (memories, histories, feedback, retention, jobs) into the target store."""
 
     @common.reports_errors
     def run() -> None:
