@@ -109,6 +109,7 @@ def run(
     convs: list[int] | None = None,
     baselines: tuple[str, ...] = BASELINES,
     ablations: list[str] | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Ingest once, then score the pipeline, the baselines and any ablation pipelines on
     the same store in one pass over the questions."""
@@ -118,8 +119,9 @@ def run(
     systems = [pipeline, *[b for b in baselines if b != pipeline], *(ablations or [])]
     scores = {name: SystemScores(ks) for name in systems}
     depth = max(ks)
-    with bench_memory(max_k=1000) as memory:
+    with bench_memory(database_url, max_k=1000) as memory:
         embedder = memory.embedder
+        backend = type(memory.store).__name__
         ingest_rate = ingest(memory, conversations)
         # ablations share one query embedding per question: their latency excludes it
         cached = CachedEmbedder(embedder, capacity=64)
@@ -150,6 +152,7 @@ def run(
             "convs": convs,
             "embedder": embedder.name,
             "embedding_cache": False,
+            "store": backend,
         },
         "peak_rss_mb": rss_mb,
         "systems": {
@@ -164,13 +167,14 @@ def run(
 def markdown(result: dict[str, Any], command: str, plot_name: str | None) -> str:
     systems = result["systems"]
     ks = [str(k) for k in result["config"]["ks"]]
+    store = result["config"].get("store", "SQLiteStore")
     lines = [
         "## LoCoMo turn retrieval (evidence recall)",
         "",
         f"Command: `{command}`  ",
         f"{result['questions']} questions with resolvable evidence; embedder "
-        f"{result['config']['embedder']}; no LLM; query embedding included in latency; "
-        f"peak RSS {result['peak_rss_mb']} MB.",
+        f"{result['config']['embedder']}; store {store}; no LLM; query embedding included in "
+        f"latency; peak RSS {result['peak_rss_mb']} MB.",
         "",
         "| system | " + " | ".join(f"R@{k}" for k in ks) + " | MRR | NDCG@10 | p50 ms | p95 ms "
         "| ingest turns/s |",

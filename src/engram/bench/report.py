@@ -16,7 +16,9 @@ from typing import Any
 from engram.config import EmbedderConfig, load_config
 from engram.embed import build_embedder
 from engram.embed.base import Embedder
+from engram.errors import ValidationError
 from engram.memory import Memory
+from engram.scope import owner_args
 
 
 def machine() -> dict[str, Any]:
@@ -61,17 +63,29 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def bench_memory(**search: Any) -> Iterator[Memory]:
-    """A Memory on a fresh temporary store with an uncached, warmed-up default embedder:
-    timings include every query embedding and no one-time kernel set-up."""
+def bench_memory(database_url: str | None = None, **search: Any) -> Iterator[Memory]:
+    """A Memory on a fresh temporary store (or on `database_url`, which must hold no
+    owners yet) with an uncached, warmed-up default embedder: timings include every query
+    embedding and no one-time kernel set-up."""
     embedder = build_embedder(EmbedderConfig(cache_size=0))
     with tempfile.TemporaryDirectory() as home:
-        config = load_config(home=home, search={"track_access": False, **search})
+        store = {"database_url": database_url} if database_url else {}
+        config = load_config(home=home, search={"track_access": False, **search}, **store)
         with Memory(config, embedder=embedder) as memory:
+            if database_url and memory.owners():
+                raise ValidationError(
+                    "the benchmark needs an empty database (it writes and erases its own "
+                    f"owners); this one holds {len(memory.owners())} owner(s)"
+                )
             warm_up(embedder)
             memory.add("warm-up", user_id="_warmup")
             memory.search("warm-up", user_id="_warmup")
-            yield memory
+            try:
+                yield memory
+            finally:
+                if database_url:  # leave the scratch database as it was found
+                    for owner in memory.owners():
+                        memory.delete_all(**owner_args(owner), hard=True)
 
 
 def warm_up(embedder: Embedder) -> None:

@@ -114,6 +114,13 @@ def locomo(
         ),
     ] = False,
     folds: Annotated[int, typer.Option(help="Folds of whole conversations for --cv.")] = 5,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on this (empty, scratch) store, e.g. postgresql://... "
+            "(default: a temporary SQLite store)."
+        ),
+    ] = None,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = None,
     as_json: JsonOpt = False,
@@ -130,7 +137,14 @@ def locomo(
     from engram.text.retrieval import PIPELINES
 
     ablations = sorted(p for p in PIPELINES if p.startswith("hybrid-no-")) if ablation else None
-    result = bench.run(data, _ints(ks), pipeline, _ints(convs) or None, ablations=ablations)
+    result = bench.run(
+        data,
+        _ints(ks),
+        pipeline,
+        _ints(convs) or None,
+        ablations=ablations,
+        database_url=database_url,
+    )
     save_json(results, "locomo", result)
     plot_path, link = _figure(doc, results, "locomo-recall.png")
     rel = link if bench.plot(result, plot_path) else None
@@ -367,3 +381,5 @@ def router(
     save_json(results, "router", result)
     _write(doc, "router", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))
+
+

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # loaded when a command runs: `engram --help` imports typer a
     from engram.config import EngramConfig
     from engram.embed import Embedder
     from engram.memory import Memory
+    from engram.store.jobs import Job
     from engram.types import MemoryItem, SearchHit
 
 out = Console()
@@ -206,3 +207,18 @@ def shown(path: Path) -> str:
     """A path as short as it can be from here (relative inside the working directory)."""
     here, full = Path.cwd().resolve(), path.resolve()
     return shlex.quote(str(full.relative_to(here) if full.is_relative_to(here) else path))
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """A job as `engram jobs ls --json` and `engram worker --json` print it."""
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "session_id": job.session_id,
+        "extractor": job.extractor,
+        "state": job.state.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "error": job.error,
+        "result": job.result,
+    }

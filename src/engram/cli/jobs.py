@@ -39,15 +39,7 @@ def _run(body: Callable[[Any], None]) -> None:
 
 def _row(job: Job) -> dict[str, Any]:
     return {
-        "id": job.id,
-        "owner": job.owner,
-        "session_id": job.session_id,
-        "extractor": job.extractor,
-        "state": job.state.value,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "error": job.error,
-        "result": job.result,
+        **common.job_fields(job),
         "created_at": job.created_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
     }

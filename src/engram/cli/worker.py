@@ -35,19 +35,10 @@ def _import(modules: list[str]) -> None:
 
 
 def _job_line(run: JobRun) -> dict[str, Any]:
-    job = run.job
     return {
         "event": "job",
-        "id": job.id,
-        "ids": list(job.ids),
-        "owner": job.owner,
-        "session_id": job.session_id,
-        "extractor": job.extractor,
-        "state": job.state.value,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "error": job.error,
-        "result": job.result,
+        **common.job_fields(run.job),
+        "ids": list(run.job.ids),
         "seconds": round(run.seconds, 3),
     }
 

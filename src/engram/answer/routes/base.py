@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engram.answer.prompt import AnswerPrompt, fitted_prompt
 
 if TYPE_CHECKING:
+    from engram.answer.generation import Generated
     from engram.answer.models import LoadedModel, ModelShelf
     from engram.answer.result import AdapterUse, KVUse
     from engram.config import EngramConfig
@@ -55,6 +56,33 @@ class RouteAnswer:
     cached_tokens: int = 0
     kv: KVUse | None = None
     adapter: AdapterUse | None = None
+
+    @classmethod
+    def generated(
+        cls,
+        out: Generated,
+        *,
+        text: str,
+        model: str,
+        ordered: list[SearchHit],
+        prompt_tokens: int,
+        load_ms: float,
+        **extra: Any,
+    ) -> RouteAnswer:
+        """What a local generation produced, with its counts and clock readings."""
+        return cls(
+            text=text,
+            model=model,
+            ordered=ordered,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(out.tokens),
+            first_token=out.first_token,
+            finished=out.finished,
+            prefill_ms=out.prefill_ms,
+            generate_ms=out.generate_ms,
+            load_ms=load_ms,
+            **extra,
+        )
 
 
 class AnswerRoute(ABC):

@@ -67,16 +67,12 @@ class KVRoute(AnswerRoute):
                 loaded.tokenizer,
                 job.max_tokens,
             )
-        return RouteAnswer(
+        return RouteAnswer.generated(
+            out,
             text=clean(out.text, prompt.chat),
             model=loaded.name,
             ordered=prompt.ordered,
             prompt_tokens=len(prompt.ids),
-            completion_tokens=len(out.tokens),
-            first_token=out.first_token,
-            finished=out.finished,
-            prefill_ms=out.prefill_ms,
-            generate_ms=out.generate_ms,
             load_ms=load_ms,
             kv_ms=kv_ms,
             cached_tokens=block.n_tokens,

@@ -59,16 +59,12 @@ class LoRARoute(AnswerRoute):
                 out = generate(model, host.tokenizer, ids, job.max_tokens)
         text = out.text.split("\n", 1)[0].split(" Q:", 1)[0].strip()
         matched = job.matched.memory_id if job.matched is not None else None
-        return RouteAnswer(
+        return RouteAnswer.generated(
+            out,
             text=text,
             model=manifest.base_model,
             ordered=[],
             prompt_tokens=len(ids),
-            completion_tokens=len(out.tokens),
-            first_token=out.first_token,
-            finished=out.finished,
-            prefill_ms=out.prefill_ms,
-            generate_ms=out.generate_ms,
             load_ms=load_ms,
             adapter=AdapterUse(
                 version=manifest.version, base_model=manifest.base_model, matched_memory_id=matched

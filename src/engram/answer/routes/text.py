@@ -21,16 +21,12 @@ class TextRoute(AnswerRoute):
         loaded, load_ms, prompt = local_prompt(job)
         with loaded.lock:
             out = generate(loaded.model, loaded.tokenizer, prompt.ids, job.max_tokens)
-        return RouteAnswer(
+        return RouteAnswer.generated(
+            out,
             text=clean(out.text, prompt.chat),
             model=loaded.name,
             ordered=prompt.ordered,
             prompt_tokens=len(prompt.ids),
-            completion_tokens=len(out.tokens),
-            first_token=out.first_token,
-            finished=out.finished,
-            prefill_ms=out.prefill_ms,
-            generate_ms=out.generate_ms,
             load_ms=load_ms,
         )
 
