@@ -383,3 +383,15 @@ def router(
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))
 
 
+@bench_app.command("devset")
+def devset(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the LoCoMo-format JSON.")],
+    conversations: Annotated[
+        int, typer.Option("--conversations", min=1, help="Conversations to generate.")
+    ] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+) -> None:
+    """Generate the development set: invented people's chats, questions, evidence turns."""
+    from engram.bench import devset as bench
+
+    print(json.dumps(bench.write(out, seed, conversations)))
