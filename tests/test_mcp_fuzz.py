@@ -94,7 +94,10 @@ def fuzzed(
 ) -> Iterator[Fuzzed]:
     home = tmp_path_factory.mktemp(f"mcp-fuzz-{request.param}")
     with ExitStack() as stack:
-        memory = stack.enter_context(Memory(home=home, embedder=embedder))
+        # answer_question runs the packaged tiny LM: the fuzzer tests the tools, not a model
+        memory = stack.enter_context(
+            Memory(home=home, embedder=embedder, answer={"model": "engram-lm"})
+        )
         portal = stack.enter_context(start_blocking_portal())
         server = build_mcp_server(memory, fallback=PRINCIPALS[request.param])
         client = stack.enter_context(portal.wrap_async_context_manager(Client(server)))
@@ -113,6 +116,9 @@ def _plausible(fuzzed: Fuzzed) -> dict[str, st.SearchStrategy[Any]]:
         "agent_id": st.sampled_from(["planner"]),
         "text": st.text(min_size=1, max_size=60),
         "query": st.text(min_size=1, max_size=60),
+        "question": st.text(min_size=1, max_size=60),
+        "route": st.sampled_from(["auto", "text", "kv", "lora", "nope"]),
+        "max_tokens": st.integers(-2, 8),  # valid answers stay short: not a benchmark
         "k": st.integers(-2, 1500),
         "limit": st.integers(-2, 1500),
         "types": st.lists(st.sampled_from(["turn", "fact", "nope"]), max_size=2),
@@ -227,7 +233,7 @@ MALFORMED_CALLS: list[Any] = [
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Any]:
     home: Path = tmp_path_factory.mktemp("mcp-fuzz-http")
-    with Memory(home=home, embedder=embedder) as memory:
+    with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
         store = KeyStore(home / "keys.db")
         keys = make_keys(store)
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0))

@@ -24,14 +24,22 @@ from engram.server.app import create_app
 from engram.server.keys import KeyStore
 
 SECRET = "alice's secret: the safe code is 4-8-15-16"
-OVERRIDES = {"text": "probe text", "query": "safe code", "user_id": "alice"}
+OVERRIDES = {
+    "text": "probe text",
+    "query": "safe code",
+    "user_id": "alice",
+    "question": "what is in the safe?",
+    "model": "engram",  # /v1/chat/completions: the served model
+    "max_tokens": 4,
+}
 ID_LISTS = ("cited",)  # body fields that carry memory ids: filled with the probed id
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Any]:
     home: Path = tmp_path_factory.mktemp("isolation")
-    with Memory(home=home, embedder=embedder) as memory:
+    # the answering routes run the packaged tiny LM: these tests are about isolation
+    with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
         store = KeyStore(home / "keys.db")
         keys = make_keys(store)
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
@@ -88,6 +96,8 @@ def _request(spec: dict[str, Any], path: str, op: dict[str, Any], memory_id: str
     body = op.get("requestBody")
     if body is not None:
         fill = {**OVERRIDES, **{name: [memory_id] for name in ID_LISTS}}
+        if path == "/v1/chat/completions":  # a conversation, not a memory's messages
+            fill["messages"] = [{"role": "user", "content": "what is in the safe?"}]
         kwargs["json"] = _example(body["content"]["application/json"]["schema"], spec, fill)
     return {"url": url, **kwargs}
 
