@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save
 from engram.activation.block import KVBlock
 from engram.activation.errors import KVCorruptError, KVFormatTooNewError, KVModelMismatchError
 from engram.activation.layers import layer_from_tensors
+from engram.checksum import sha256_file
 from engram.errors import StoreError, write_error
 
 FORMAT = "engram-kv"
@@ -40,14 +41,6 @@ REQUIRED = (
     "fp16_nbytes",
     "data",
 )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_of(block: KVBlock, sha256: str) -> dict[str, Any]:
@@ -167,7 +160,7 @@ def load_block(
     check_model(manifest, directory, fingerprint, tokenizer_hash)
     data = directory / DATA
     try:
-        digest = _sha256(data)
+        digest = sha256_file(data)
     except OSError as err:
         raise KVCorruptError(f"{data}: unreadable ({err.strerror or err})") from err
     if digest != manifest["data"]["sha256"]:

@@ -18,6 +18,7 @@ from engram.tiers import ACTIVATION, Artifact, Tier, copy_dirs, erased_meanwhile
 from engram.types import MemoryItem
 
 if TYPE_CHECKING:
+    from engram.activation.block import KVBlock
     from engram.activation.compress.base import Compressor
     from engram.activation.store import KVEntry, KVStore
     from engram.config import EngramConfig
@@ -106,15 +107,20 @@ class ActivationTier(Tier[MemoryItem, "KVEntry"]):
         from engram.activation.store import KVEntry
 
         block = build_block(sources, model, tokenizer, compressor, fingerprint)
+        key = self.keep(block, [(item.id, item.version) for item in sources])
+        return KVEntry.of(key, block)
+
+    def keep(self, block: KVBlock, sources: Sequence[tuple[str, int]]) -> str:
+        """Store a built block and record it as built from `sources` (memory id, version);
+        returns its key. A source erased meanwhile takes the block with it (NotFoundError),
+        so a build racing an erasure never leaves an artifact of an erased memory."""
         key = self.kv.store().put(block)
-        self.store.record_artifact(
-            ACTIVATION, self.owner, key, [(item.id, item.version) for item in sources]
-        )
-        gone = erased_meanwhile(self.store, [item.id for item in sources])
+        self.store.record_artifact(ACTIVATION, self.owner, key, list(sources))
+        gone = erased_meanwhile(self.store, [memory_id for memory_id, _ in sources])
         if gone:
             self.forget(gone)
             raise NotFoundError(f"memories {gone} were erased while their KV block was built")
-        return KVEntry.of(key, block)
+        return key
 
     def stats(self) -> dict[str, Any]:
         held = self.held()

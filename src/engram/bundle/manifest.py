@@ -4,7 +4,6 @@ tar member) escaping the bundle, no link."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tarfile
@@ -16,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from engram.bundle.errors import BundleError, BundleFormatError
+from engram.checksum import sha256_file
 
 FORMAT = "engram-cube"
 FORMAT_VERSION = 1
@@ -43,14 +43,6 @@ class BundleReport:
         return asdict(self)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def safe_relative(name: str, what: str) -> PurePosixPath:
     """`name` as a path inside the bundle; BundleError if it is absolute or climbs out."""
     path = PurePosixPath(name)
@@ -62,7 +54,10 @@ def safe_relative(name: str, what: str) -> PurePosixPath:
 def file_entries(root: Path) -> dict[str, dict[str, Any]]:
     """Size and SHA-256 of every file under `root` but the manifest, by relative path."""
     return {
-        path.relative_to(root).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+        path.relative_to(root).as_posix(): {
+            "bytes": path.stat().st_size,
+            "sha256": sha256_file(path),
+        }
         for path in sorted(root.rglob("*"))
         if path.is_file() and path.relative_to(root).as_posix() != MANIFEST
     }
@@ -122,7 +117,7 @@ def verify(root: Path) -> dict[str, Any]:
         path = root / name
         if not isinstance(entry, dict) or path.stat().st_size != entry.get("bytes"):
             raise BundleError(f"file {name} of bundle {root} has the wrong size (tampered?)")
-        if sha256_of(path) != entry.get("sha256"):
+        if sha256_file(path) != entry.get("sha256"):
             raise BundleError(f"file {name} of bundle {root} fails its SHA-256 (tampered?)")
     return manifest
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TypedDict
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 from engram.errors import EngramError
 
@@ -17,6 +18,18 @@ class LLMError(EngramError):
 class ChatMessage(TypedDict):
     role: str  # system, user, assistant
     content: str
+
+
+def chat_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> tuple[str, bool]:
+    """A local model's prompt text for `messages`, and whether the tokenizer's chat
+    template wrote it; without a template: 'role: content' lines, then 'assistant:'."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+        return str(text), True
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join([*lines, "assistant:"]), False
 
 
 class ChatModel(ABC):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from engram.llm.base import ChatMessage, ChatModel, LLMError
+from engram.llm.base import ChatMessage, ChatModel, LLMError, chat_prompt
 
 if TYPE_CHECKING:
     from transformers import GenerationMixin, PreTrainedModel
@@ -39,13 +39,7 @@ class TransformersChat(ChatModel):
         self.name = str(model) if model is not None else "engram-lm"
 
     def prompt(self, messages: list[ChatMessage]) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                list(messages), tokenize=False, add_generation_prompt=True
-            )
-            return str(text)
-        lines = [f"{m['role']}: {m['content']}" for m in messages]
-        return "\n".join([*lines, "assistant:"])
+        return chat_prompt(self.tokenizer, messages)[0]
 
     def complete(self, messages: list[ChatMessage], *, json_answer: bool = False) -> str:
         limit = int(getattr(self.model.config, "max_position_embeddings", 2048))

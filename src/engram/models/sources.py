@@ -40,14 +40,6 @@ def _quiet(_msg: str) -> None:
     return None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # ---- wheel ---------------------------------------------------------------------------
 
 

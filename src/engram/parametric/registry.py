@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 import torch
 from safetensors.torch import save
 
+from engram.checksum import sha256_file
 from engram.errors import (
     NotFoundError,
     SchemaVersionError,
@@ -99,14 +100,6 @@ def trained_on(manifest: AdapterManifest, model: torch.nn.Module, fingerprint: s
     return legacy and manifest.base_fingerprint == legacy_fingerprint(model)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class AdapterRegistry:
     """Versioned adapters of many owners under one root directory."""
 
@@ -182,7 +175,7 @@ class AdapterRegistry:
         _write(tmp / WEIGHTS, data)
         peft_config.save_pretrained(str(tmp))
         manifest.weights_sha256 = hashlib.sha256(data).hexdigest()
-        manifest.config_sha256 = _sha256(tmp / CONFIG)
+        manifest.config_sha256 = sha256_file(tmp / CONFIG)
         manifest.bytes = len(data)
         _write(tmp / MANIFEST, json.dumps(manifest.to_json(), indent=2).encode("utf-8"))
 
@@ -225,7 +218,7 @@ class AdapterRegistry:
 
 def _check(path: Path, expected: str) -> None:
     try:
-        actual = _sha256(path)
+        actual = sha256_file(path)
     except OSError as err:
         raise AdapterCorruptError(f"adapter file {path} is unreadable: {err.strerror}") from err
     if actual != expected:

@@ -21,7 +21,7 @@ import httpx
 
 from engram.answer.prompt import both_ends, memory_lines
 from engram.errors import ConfigError, ValidationError
-from engram.llm.base import ChatMessage, LLMError
+from engram.llm.base import ChatMessage, LLMError, chat_prompt
 
 if TYPE_CHECKING:
     from engram.answer.generation import TextStream
@@ -153,14 +153,11 @@ def check_local_parameters(extra: dict[str, Any]) -> None:
 def render(tokenizer: Any, messages: Sequence[ChatMessage]) -> tuple[str, bool]:
     """The prompt text, and whether the tokenizer's chat template wrote it; without one,
     'role: content' lines then 'assistant:' (as engram.llm.local writes them)."""
-    plain = [
+    plain: list[ChatMessage] = [
         {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
         for m in messages
     ]
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
-        return str(text), True
-    return "\n".join([*(f"{m['role']}: {m['content']}" for m in plain), "assistant:"]), False
+    return chat_prompt(tokenizer, plain)
 
 
 def fitted(

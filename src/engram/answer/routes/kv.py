@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engram.answer.result import KVUse
 from engram.answer.routes.base import AnswerJob, AnswerRoute, RouteAnswer, clean, local_prompt
-from engram.errors import NotFoundError
-from engram.tiers import ACTIVATION, erased_meanwhile
+from engram.tiers import ACTIVATION
 
 if TYPE_CHECKING:
     from engram.activation.block import KVBlock
@@ -39,13 +38,7 @@ def _block(job: AnswerJob, loaded: LoadedModel, prompt: AnswerPrompt) -> tuple[K
     block = build_kv(
         loaded.model, prompt.context_ids, loaded.tokenizer, compressor, meta, loaded.fingerprint
     )
-    key = store.put(block)
-    tier.store.record_artifact(ACTIVATION, job.owner, key, versions)
-    gone = erased_meanwhile(tier.store, ids)
-    if gone:
-        tier.forget(gone)
-        raise NotFoundError(f"memories {gone} were erased while their KV block was built")
-    return block, key, False
+    return block, tier.keep(block, versions), False
 
 
 class KVRoute(AnswerRoute):
