@@ -24,6 +24,7 @@ WHEELHOUSE_ENV = "ENGRAM_MODELS_WHEELHOUSE"
 # read at import: the session fixture below clears every ENGRAM_* variable
 GIVEN_WHEELHOUSE = os.environ.get(WHEELHOUSE_ENV)
 SMOLLM2 = "smollm2-135m-instruct"
+TINY_TIERS = ("ENGRAM_KV__MODEL", "ENGRAM_LORA__BASE_MODEL")
 
 
 def _clear_engram_vars(mp: pytest.MonkeyPatch) -> None:
@@ -39,6 +40,8 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     with pytest.MonkeyPatch.context() as mp:
         _clear_engram_vars(mp)
         mp.setenv("ENGRAM_HOME", str(tmp_path_factory.mktemp("session-home")))
+        for name in TINY_TIERS:  # module- and session-scoped fixtures too
+            mp.setenv(name, "engram-lm")
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         mp.setenv("TOKENIZERS_PARALLELISM", "false")
@@ -52,11 +55,22 @@ def _session_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 @pytest.fixture(autouse=True)
 def engram_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Each test: no inherited ENGRAM_* settings, ENGRAM_HOME a fresh temporary directory."""
+    """Each test: no inherited ENGRAM_* settings, ENGRAM_HOME a fresh temporary directory,
+    and the packaged tiny LM as the model of the kv and lora tiers (the fast model of
+    tests; the default, SmolLM2, is pulled only by the tests that ask for it: `real_lm`)."""
     _clear_engram_vars(monkeypatch)
     home = tmp_path_factory.mktemp("engram-home")
     monkeypatch.setenv("ENGRAM_HOME", str(home))
+    for name in TINY_TIERS:
+        monkeypatch.setenv(name, "engram-lm")
     return home
+
+
+@pytest.fixture
+def real_lm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kv and lora tiers on their default model, as a user gets them."""
+    for name in TINY_TIERS:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

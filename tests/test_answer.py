@@ -129,15 +129,18 @@ def test_the_prompt_lists_the_memories_in_context_order_then_the_question(mem: M
 
 
 def test_kv_route_builds_the_block_then_reuses_it_and_answers_as_text_does(
-    mem: Memory,
+    tmp_path: Path, embedder: Embedder
 ) -> None:
+    mem = _memory(tmp_path, embedder, kv={"method": "none"})  # whole-prompt blocks (default)
+    for note in NOTES:
+        mem.add(note, user_id="alice")
     text = mem.answer(QUESTION, user_id="alice", route="text")
     first = mem.answer(QUESTION, user_id="alice", route="kv")
     second = mem.answer(QUESTION, user_id="alice", route="kv")
     assert first.kv is not None and second.kv is not None
     assert (first.kv.hit, second.kv.hit) == (False, True) and first.kv.key == second.kv.key
     assert first.answer == second.answer == text.answer  # same tokens, uncompressed block
-    assert second.prompt_tokens == text.prompt_tokens
+    assert second.prompt_tokens == text.prompt_tokens and second.kv.composed == 0
     assert 0 < second.cached_tokens == second.kv.reused_tokens < second.prompt_tokens
     assert second.timings.kv_ms < first.timings.kv_ms  # read, not built
     assert [m.id for m in second.memories] == [m.id for m in text.memories]
@@ -150,6 +153,49 @@ def test_kv_route_builds_the_block_then_reuses_it_and_answers_as_text_does(
     assert any(h.tier == ACTIVATION for h in mem.tiers(used, user_id="alice"))
     mem.delete(used, hard=True, user_id="alice")  # erasure reaches the block
     assert mem.kv.ls(user_id="alice") == []
+    mem.close()
+
+
+def test_kv_route_composes_one_block_per_memory_and_reuses_them_in_any_order(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    mem = _memory(tmp_path, embedder, kv={"method": "none", "compose": True})
+    for note in NOTES:
+        mem.add(note, user_id="alice")
+    text = mem.answer(QUESTION, user_id="alice", route="text")
+    first = mem.answer(QUESTION, user_id="alice", route="kv")
+    assert first.kv is not None and first.kv.composed == len(first.memories) == len(NOTES)
+    assert not first.kv.hit and first.kv.built == len(NOTES) + 1  # + the instructions' block
+    assert first.prompt_tokens == text.prompt_tokens
+    assert 0 < first.kv.recomputed_tokens < first.prompt_tokens - first.kv.reused_tokens + 1
+    # another question retrieves the same memories in another order: every block is reused
+    other = mem.answer("Who plays the cello?", user_id="alice", route="kv")
+    assert other.kv is not None and other.kv.hit and other.kv.built == 0
+    assert [m.id for m in other.memories] != [m.id for m in first.memories]
+    blocks = mem.kv.ls(user_id="alice")
+    per_memory = [e for e in blocks if e.meta.get("part") == "segment"]
+    assert sorted(e.meta["memory_ids"][0] for e in per_memory) == sorted(
+        m.id for m in first.memories
+    )
+    used = first.memories[0].id
+    mem.delete(used, hard=True, user_id="alice")  # erasure takes that memory's block only
+    left = [e for e in mem.kv.ls(user_id="alice") if e.meta.get("part") == "segment"]
+    assert len(left) == len(NOTES) - 1 and used not in {e.meta["memory_ids"][0] for e in left}
+    mem.close()
+
+
+def test_composed_blocks_with_everything_recomputed_answer_exactly_as_text(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = {"method": "none", "compose": True, "recompute": 1.0}
+    with _memory(tmp_path, embedder, kv=settings) as m:
+        for note in NOTES:
+            m.add(note, user_id="alice")
+        m.answer("Who plays the cello?", user_id="alice", route="kv")  # builds the blocks
+        text = m.answer(QUESTION, user_id="alice", route="text", max_tokens=8)
+        kv = m.answer(QUESTION, user_id="alice", route="kv", max_tokens=8)
+    assert kv.kv is not None and kv.kv.hit and kv.kv.composed == len(NOTES)
+    assert kv.answer == text.answer
 
 
 def test_kv_route_compresses_blocks_with_the_configured_method(

@@ -226,10 +226,13 @@ def test_answer_section(ws: Workspace, wheelhouse: Path) -> None:
     assert "memories used" in answered
 
 
+@pytest.mark.timeout(900)  # quick benchmarks on 2 shared cores
 def test_activation_section(ws: Workspace) -> None:
-    build, bench = section("Activation memory: stored KV caches")
+    build, bench, answer = section("Activation memory: stored KV caches")
     assert "stored" in ws.run(build)
     assert "kivi" in ws.run(bench).lower()
+    composed = ws.run(answer)
+    assert "| kv composed, 15% recomputed |" in composed and "text (full prefill)" in composed
 
 
 @pytest.mark.slow

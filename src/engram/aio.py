@@ -98,6 +98,7 @@ class AsyncMemory:
     retention = _awaitable(Memory.retention)
     working_memory = _awaitable(Memory.working_memory)
     gc = _awaitable(Memory.gc)
+    schedule = _awaitable(Memory.schedule)
     set_retention_policy = _awaitable(Memory.set_retention_policy)
     retention_policy = _awaitable(Memory.retention_policy)
     jobs = _awaitable(Memory.jobs)

@@ -151,6 +151,27 @@ class PostgresConfig(_Section):
         description="The role every query runs as (SET LOCAL ROLE): not the tables' owner, "
         "so row-level security holds it to one owner's rows. Created by the migrations.",
     )
+    exact_search_max: int = Field(
+        default=20_000,
+        ge=0,
+        description="Cubes with at most this many active memories are searched exactly, "
+        "from a snapshot each process caches; larger ones on candidates the database finds "
+        "(HNSW nearest neighbours + full text).",
+    )
+    search_candidates: int = Field(
+        default=200,
+        gt=0,
+        le=1000,
+        description="Nearest-neighbour and full-text candidates each (united) that a search "
+        "of a large cube scores.",
+    )
+    hnsw_ef_search: int = Field(
+        default=400,
+        gt=0,
+        le=1000,
+        description="HNSW search list for a large cube's candidates (pgvector hnsw.ef_search; "
+        "neighbours of other owners are filtered out after it).",
+    )
 
 
 class ServerConfig(_Section):
@@ -190,9 +211,10 @@ class LoRAConfig(_Section):
     """Parametric memory: LoRA adapters taught a cube's facts (`engram lora ...`)."""
 
     base_model: str | None = Field(
-        default=None,
-        description="transformers checkpoint the adapters are trained on. None: the packaged "
-        "Engram LM.",
+        default="smollm2-135m-instruct",
+        description="The model the adapters are trained on: a registered name (`engram "
+        "models ls`, pulled on first use as answer.auto_pull allows), a checkpoint directory, "
+        "or 'engram-lm' (the packaged tiny LM, for tests; also None).",
     )
     rank: int = Field(default=16, gt=0, le=1024, description="LoRA rank r.")
     alpha: float = Field(default=32.0, gt=0, description="LoRA alpha (scale = alpha / rank).")
@@ -217,9 +239,11 @@ class KVConfig(_Section):
     """Activation memory: stored, compressed KV caches (`engram kv ...`)."""
 
     model: str | None = Field(
-        default=None,
-        description="transformers checkpoint the caches are built for. None: the packaged "
-        "Engram LM.",
+        default="smollm2-135m-instruct",
+        description="The model `engram kv build` builds caches for: a registered name "
+        "(`engram models ls`, pulled on first use as answer.auto_pull allows), a checkpoint "
+        "directory, or 'engram-lm' (the packaged tiny LM, for tests; also None). The kv "
+        "route of answer builds for answer.model.",
     )
     method: str = Field(
         default="kivi:bits=4",
@@ -231,6 +255,19 @@ class KVConfig(_Section):
     )
     chunk_tokens: int = Field(
         default=256, gt=0, description="Tokens per chunk of the chained prefix hash keys."
+    )
+    compose: bool = Field(
+        default=False,
+        description="The kv route assembles a prompt from one stored block per memory "
+        "(re-positioned, part recomputed) instead of one block per whole prompt: reused "
+        "across questions, but approximate (see docs/activation.md for its accuracy).",
+    )
+    recompute: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Share of the memory tokens recomputed when blocks are composed: those "
+        "whose keys and values deviate most from a full prefill (CacheBlend).",
     )
 
 
@@ -434,8 +471,9 @@ class AnswerConfig(_Section):
     )
     auto_pull: bool = Field(
         default=True,
-        description="Pull a registered model on first use when it is not cached (as `engram "
-        "models pull` does); off: fail and name that command.",
+        description="Pull a registered model (answer.model, kv.model, lora.base_model) on "
+        "first use when it is not cached (as `engram models pull` does); off: fail and name "
+        "that command.",
     )
     provider: Literal["local", "llm"] = Field(
         default="local",
@@ -484,6 +522,82 @@ class ChatConfig(_Section):
         description="Store the last user message and the reply as memories of the owner, "
         "unless the request sends `X-Engram-Store: false` (or true, when this is off).",
     )
+
+
+class SchedulerKVConfig(_Section):
+    """`hot-to-kv`: the hot set of an owner's memories as KV blocks, one per memory."""
+
+    budget_bytes: int = Field(
+        default=32 << 20, ge=0, description="KV bytes per owner the scheduler may fill."
+    )
+    min_heat: float = Field(
+        default=3.0, gt=0, description="Least heat (recent retrievals + citations) for a block."
+    )
+    bytes_per_char: float = Field(
+        default=6000.0,
+        gt=0,
+        description="Block bytes per text character, to plan a block not built yet (the "
+        "owner's own blocks give the ratio once there are some). Measured at kivi:bits=4 on "
+        "one short memory (still in KIVI's full-precision window): 5,700 for SmolLM2-135M, "
+        "500 for the packaged tiny LM.",
+    )
+
+
+class SchedulerAdapterConfig(_Section):
+    """`confirmed-to-adapter`: long-lived, confirmed, stable facts to the next adapter batch."""
+
+    min_age_days: float = Field(default=7.0, ge=0, description="Least age of a memory.")
+    min_confirmations: int = Field(
+        default=3, ge=1, description="Least cited/used feedback reports or recalls."
+    )
+    stable_days: float = Field(
+        default=7.0, ge=0, description="Days its text must have stayed unchanged."
+    )
+    max_text_changes: int = Field(
+        default=1, ge=0, description="Most text changes across its versions."
+    )
+    min_batch: int = Field(
+        default=1, ge=1, le=10_000, description="Fewest facts worth an adapter batch."
+    )
+
+
+class SchedulerDecayConfig(_Section):
+    """`cold-decay`: weak, cold memories archived through retention's archive path."""
+
+    max_retrievability: float = Field(
+        default=0.05, gt=0, lt=1, description="Archive below this retrievability R."
+    )
+    cold_days: float = Field(
+        default=30.0, ge=0, description="Days without a retrieval or recall before it may go."
+    )
+
+
+class SchedulerConfig(_Section):
+    """The scheduler that moves memories between tiers (`m.schedule`, `engram tiers`)."""
+
+    policies: list[str] = Field(
+        default_factory=lambda: ["hot-to-kv", "confirmed-to-adapter", "cold-decay"],
+        description="Registered scheduling policies, applied in order (see docs/scheduler.md).",
+    )
+    heat_half_life_days: float = Field(
+        default=7.0, gt=0, description="Heat halves for each this many days without use."
+    )
+    citation_weight: float = Field(
+        default=2.0, ge=0, description="Retrievals one cited/used feedback report counts as."
+    )
+    kv: SchedulerKVConfig = Field(default_factory=SchedulerKVConfig)
+    adapter: SchedulerAdapterConfig = Field(default_factory=SchedulerAdapterConfig)
+    decay: SchedulerDecayConfig = Field(default_factory=SchedulerDecayConfig)
+
+    @field_validator("policies")
+    @classmethod
+    def _known_policies(cls, value: list[str]) -> list[str]:
+        from engram.scheduler.registry import check_policies  # the one registry
+
+        try:
+            return check_policies(value)
+        except ConfigError as err:  # pydantic reports ValueErrors as field problems
+            raise ValueError(str(err)) from err
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -557,6 +671,7 @@ class EngramConfig(BaseSettings):
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     answer: AnswerConfig = Field(default_factory=AnswerConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
     @field_validator("home")
     @classmethod

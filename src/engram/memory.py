@@ -25,6 +25,8 @@ from engram.extract.api import ExtractionVerbs
 from engram.extract.jobs import Extraction
 from engram.lifecycle import Lifecycle
 from engram.lifecycle.api import RetentionVerbs
+from engram.scheduler.api import ScheduleVerbs
+from engram.scheduler.runner import MoveRunner
 from engram.scope import (
     CursorCodec,
     Scope,
@@ -61,7 +63,7 @@ from engram.types import (
 MIN_ID_PREFIX = 4  # as git: shorter abbreviations are refused, not guessed
 
 
-class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs, BundleVerbs):
+class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs, BundleVerbs, ScheduleVerbs):
     """A memory for LLM apps. `Memory()` is embedded: SQLite under ENGRAM_HOME + MiniLM.
 
     Every memory belongs to an owner (`user_id`, else `agent_id`); each owner's memories
@@ -116,6 +118,7 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs, BundleVerb
         self.access = AccessRecorder(self.store) if self.config.search.track_access else None
         self.lifecycle = Lifecycle(self.config.retention, self.store)
         self.extraction = Extraction(self.store, self.embedder, self.config)
+        self.extraction.handlers.update(MoveRunner(self).handlers())  # the scheduler's jobs
 
     def _check_embedder(self, embedder: Embedder) -> None:
         self.store.check_embedder(embedder.name, embedder.dim)

@@ -72,10 +72,11 @@ class KVVerbs:
         from engram.activation.compress import parse_method
         from engram.activation.memories import select_memories
         from engram.lm import load_model
+        from engram.models.local import configured_checkpoint
 
         config = self.memory.config
         compressor = parse_method(method if method is not None else config.kv.method)
-        lm, tokenizer = load_model(model if model is not None else config.kv.model)
+        lm, tokenizer = load_model(configured_checkpoint(model or config.kv.model, config))
         items = select_memories(
             self.memory, user_id=user_id, agent_id=agent_id, ids=ids, top=top, recent=recent
         )
@@ -198,7 +199,8 @@ class LoRAVerbs:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValidationError("prompt must be non-empty text")
         manifest = self.manifest(user_id=user_id, agent_id=agent_id, version=version)
-        host = AdapterHost(*load_base(model or self.memory.config.lora.base_model))
+        config = self.memory.config
+        host = AdapterHost(*load_base(model or config.lora.base_model, config))
         without = host.answer(prompt, None, max_tokens)
         with_adapter = host.answer(prompt, host.load(manifest), max_tokens)
         return LoRAAnswer(prompt, manifest.version, with_adapter, without)

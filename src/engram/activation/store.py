@@ -7,6 +7,7 @@ block a prompt starts with by hashing the prompt once per chunk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -82,11 +83,37 @@ class KVStore:
             block.model_fingerprint, method_key(block.method), block.token_ids, self.chunk
         )
 
-    def put(self, block: KVBlock) -> str:
-        key = self.key_of(block)
+    def key_for(
+        self,
+        fingerprint: str,
+        method: list[dict[str, Any]],
+        token_ids: Sequence[int],
+        after: Sequence[int] | None = None,
+        scope: str = "",
+    ) -> str:
+        """The key of a block of `token_ids`; a segment block (computed right `after` other
+        tokens, engram.activation.compose) is keyed by those tokens and its `scope` too."""
+        mkey = method_key(method)
+        if after is not None:
+            context = hashlib.sha256(json.dumps([scope, list(after)]).encode()).hexdigest()
+            mkey = f"{mkey}|after:{context}"
+        return prefix_key(fingerprint, mkey, token_ids, self.chunk)
+
+    def put(self, block: KVBlock, key: str | None = None) -> str:
+        """Store `block` under `key` (default: its prefix key); returns the key."""
+        key = key or self.key_of(block)
         save_block(block, self.root / key)
         self._remember(key, block)
         return key
+
+    def find(
+        self, key: str, fingerprint: str | None = None, tokenizer_hash: str | None = None
+    ) -> KVBlock | None:
+        """The block stored under `key`, or None."""
+        try:
+            return self.get(key, fingerprint, tokenizer_hash)
+        except NotFoundError:
+            return None
 
     def get(
         self, key: str, fingerprint: str | None = None, tokenizer_hash: str | None = None

@@ -110,17 +110,50 @@ class ActivationTier(Tier[MemoryItem, "KVEntry"]):
         key = self.keep(block, [(item.id, item.version) for item in sources])
         return KVEntry.of(key, block)
 
-    def keep(self, block: KVBlock, sources: Sequence[tuple[str, int]]) -> str:
-        """Store a built block and record it as built from `sources` (memory id, version);
-        returns its key. A source erased meanwhile takes the block with it (NotFoundError),
-        so a build racing an erasure never leaves an artifact of an erased memory."""
-        key = self.kv.store().put(block)
+    def keep(
+        self, block: KVBlock, sources: Sequence[tuple[str, int]], key: str | None = None
+    ) -> str:
+        """Store a built block (under `key`, default its prefix key) and record it as built
+        from `sources` (memory id, version); returns its key. A source erased meanwhile takes
+        the block with it (NotFoundError), so a build racing an erasure never leaves an
+        artifact of an erased memory."""
+        key = self.kv.store().put(block, key)
         self.store.record_artifact(ACTIVATION, self.owner, key, list(sources))
         gone = erased_meanwhile(self.store, [memory_id for memory_id, _ in sources])
         if gone:
             self.forget(gone)
             raise NotFoundError(f"memories {gone} were erased while their KV block was built")
         return key
+
+    def segment(
+        self,
+        model: Any,
+        head: KVBlock,
+        segment_ids: Sequence[int],
+        source: tuple[str, int],
+        compressor: Compressor | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> tuple[KVBlock, str, bool]:
+        """The block of one memory's prompt line computed after `head` (composable,
+        engram.activation.compose): stored, or built, compressed by `compressor` unless it
+        evicts (a composed block needs every token), stored and recorded as built from
+        `source` (memory id, version). Returns it, its key and whether it was built now."""
+        from engram.activation.compose import build_segment, composable
+
+        store = self.kv.store()
+        compressor = composable(compressor)
+        method = compressor.spec() if compressor is not None else []
+        key = store.key_for(
+            head.model_fingerprint, method, segment_ids, after=head.token_ids, scope=self.owner
+        )
+        found = store.find(key, head.model_fingerprint, head.tokenizer_hash)
+        if found is not None:
+            return found, key, False
+        info = {"owner": self.owner, "memory_ids": [source[0]], "part": "segment", **(meta or {})}
+        block = build_segment(model, head, segment_ids, info)
+        if compressor is not None:
+            block = compressor.compress(block, None)
+        return block, self.keep(block, [source], key), True
 
     def stats(self) -> dict[str, Any]:
         held = self.held()

@@ -12,7 +12,7 @@ from engram.scope import Scope
 from engram.text.ingest import check_text
 
 if TYPE_CHECKING:
-    from engram.answer.models import ModelShelf
+    from engram.answer.models import LoadedModel, ModelShelf
     from engram.answer.result import AnswerResult
     from engram.config import EngramConfig
 
@@ -42,6 +42,12 @@ class AnswerVerbs:
             if self._answer_shelf is None:
                 self._answer_shelf = ModelShelf(self.config.home, self.config.answer)
             return self._answer_shelf
+
+    def answer_model(self, model: str | None = None) -> LoadedModel:
+        """The local model `answer` uses (`model`, default answer.model), loaded once and
+        kept: the chat endpoint and the scheduler share it with the answer routes."""
+        loaded, _ = self._shelf().model(model or self.config.answer.model)
+        return loaded
 
     def answer(
         self,

@@ -42,10 +42,17 @@ class AnswerTimings(_Frozen):
 class KVUse(_Frozen):
     """The stored KV block the kv route read the memories from."""
 
-    key: str
-    hit: bool = Field(description="True: the block was stored already; False: built now.")
-    reused_tokens: int = Field(description="Prompt tokens read from the block, not computed.")
+    key: str = Field(description="The block's key; composed: the key of the head block.")
+    hit: bool = Field(description="True: every block was stored already; False: built now.")
+    reused_tokens: int = Field(description="Prompt tokens read from blocks, not computed.")
     method: str = Field(description="Its compression chain ('' for none).")
+    composed: int = Field(
+        default=0, description="Memory blocks the prompt was assembled from (0: one block)."
+    )
+    built: int = Field(default=0, description="Of those, built now (a memory's first use).")
+    recomputed_tokens: int = Field(
+        default=0, description="Memory tokens recomputed to restore attention across memories."
+    )
 
 
 class AdapterUse(_Frozen):

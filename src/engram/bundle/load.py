@@ -176,7 +176,7 @@ def _compatible(
         for key, fingerprint in sorted(artifacts.items()):
             model = configured[tier]
             if model not in fingerprints:
-                fingerprints[model] = _fingerprint(model, report)
+                fingerprints[model] = _fingerprint(model, config, report)
             target = fingerprints[model]
             if target == fingerprint:
                 kept[tier].add(key)
@@ -190,7 +190,7 @@ def _compatible(
     return kept
 
 
-def _fingerprint(model: str | None, report: BundleReport) -> str | None:
+def _fingerprint(model: str | None, config: EngramConfig, report: BundleReport) -> str | None:
     """The fingerprint of a configured model (None: the packaged Engram LM); None with a
     note when torch is not installed."""
     try:
@@ -199,7 +199,9 @@ def _fingerprint(model: str | None, report: BundleReport) -> str | None:
     except ImportError as err:
         report.notes.append(f"KV blocks and adapters left out: {err}")
         return None
-    lm, _ = load_model(model)
+    from engram.models.local import configured_checkpoint
+
+    lm, _ = load_model(configured_checkpoint(model, config))
     return model_fingerprint(lm)
 
 

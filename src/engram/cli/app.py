@@ -21,6 +21,7 @@ from engram.cli import (
     migrate,
     models,
     serve,
+    tiers,
     worker,
 )
 from engram.cli.common import state
@@ -67,6 +68,7 @@ app.add_typer(lora.lora_app, name="lora")
 app.add_typer(models.models_app, name="models")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(cube.cube_app, name="cube")
+app.add_typer(tiers.tiers_app, name="tiers")
 serve.register(app)  # serve, keys, mcp
 lifecycle.register(app)  # gc, pin, unpin, retention
 worker.register(app)  # worker

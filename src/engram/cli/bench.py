@@ -173,6 +173,74 @@ def _locomo_cv(
     print(json.dumps(result) if as_json else locomo_cv.markdown(result, _command()))
 
 
+@bench_app.command("scale")
+def scale(
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(help="sqlite or postgres; repeat for both (default: both, side by side)."),
+    ] = None,
+    memories: Annotated[int, typer.Option(help="Memories in the store at the end.")] = 1_000_000,
+    owners: Annotated[
+        str, typer.Option(help="Sizes of the owners whose searches are timed.")
+    ] = "100,10000,100000",
+    filler: Annotated[int, typer.Option(help="Size of every other owner.")] = 1000,
+    dim: Annotated[int, typer.Option(help="Vector dimension.")] = 384,
+    queries: Annotated[int, typer.Option(help="Timed searches per owner and stage.")] = 200,
+    k: Annotated[int, typer.Option("-k", help="Hits per search.")] = 10,
+    stages: Annotated[
+        str, typer.Option(help="Store fractions after which searches are timed.")
+    ] = "0.1,1",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="An empty scratch postgresql:// database (default: a throwaway pgserver)."
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A tiny run (3,000 memories, 32-d) for tests.")
+    ] = False,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Owner-scoped search p50/p95/p99 against store size, load memories/s, disk and RSS
+    per memory: SQLite and PostgreSQL side by side on synthetic precomputed vectors."""
+    from engram.bench import scale as bench
+    from engram.bench.report import save_json
+
+    try:
+        fractions = tuple(float(x) for x in stages.split(",") if x.strip())
+    except ValueError as err:
+        raise typer.BadParameter(f"expected fractions like 0.1,1, got {stages!r}") from err
+    settings: dict[str, Any] = {
+        "memories": memories,
+        "owners": tuple(_ints(owners)),
+        "filler": filler,
+        "dim": dim,
+        "queries": queries,
+    }
+    if quick:
+        settings.update(bench.QUICK)
+    config = bench.ScaleConfig(
+        **settings, k=k, stages=fractions, batch=1000, seed=0, pipeline="hybrid"
+    )
+    chosen = tuple(backend or bench.BACKENDS)
+    try:  # every value checked before anything is loaded
+        bench.check(config, chosen)
+    except ValidationError as err:
+        raise typer.BadParameter(str(err)) from err
+    try:
+        result = bench.run(config, chosen, database_url)
+    except ValidationError as err:
+        raise typer.BadParameter(str(err), param_hint="--database-url") from err
+    result["command"] = _command()
+    save_json(results, "scale", result)
+    plot_path, link = _figure(doc, results, "scale-latency.png")
+    rel = link if bench.plot(result, plot_path) else None
+    _write(doc, "scale", bench.markdown(result, _command(), rel))
+    print(json.dumps(result) if as_json else bench.markdown(result, _command(), rel))
+
+
 @bench_app.command("feedback")
 def feedback(
     data: Annotated[
@@ -395,3 +463,105 @@ def devset(
     from engram.bench import devset as bench
 
     print(json.dumps(bench.write(out, seed, conversations)))
+
+
+@bench_app.command("scheduler")
+def scheduler(
+    data: Annotated[
+        Path | None, typer.Option(help="LoCoMo-format JSON (default: the bundled sample).")
+    ] = None,
+    conv: Annotated[int, typer.Option("--conv", help="Conversation index.")] = 0,
+    days: Annotated[int, typer.Option("--days", min=1, help="Simulated days.")] = 10,
+    queries: Annotated[int, typer.Option("--queries", min=1, help="Questions a day.")] = 100,
+    zipf: Annotated[float, typer.Option("--zipf", min=0, help="Zipf exponent of the skew.")] = 1.1,
+    budget: Annotated[
+        int | None,
+        typer.Option("--budget", min=0, help="The scheduler's KV bytes per owner (4 MiB)."),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="4 days, 30 questions a day, a 256 KiB budget (CI)."),
+    ] = False,
+    model: Annotated[
+        str, typer.Option("--model", help="Model of the kv and lora tiers in every arm.")
+    ] = "engram-lm",
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A workload over simulated days: the scheduler vs none vs every tier holding all."""
+    from engram.bench import scheduler as bench
+    from engram.bench.report import save_json
+
+    if data is not None and not data.is_file():
+        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    if quick:
+        days, queries = 4, 30
+    if budget is None:
+        budget = 256 << 10 if quick else 4 << 20
+    work = bench.Workload(days, queries, zipf, 5, 0, budget, model)
+    sample = resources.files("engram") / "data" / "sample_conversation.json"
+    with resources.as_file(sample) as default:
+        result = bench.run(data or default, conv, work)
+    save_json(results, "scheduler", result)
+    figure, link = _figure(doc, results, "scheduler-days.png")
+    text = bench.markdown(result, _command())
+    if bench.plot(result, figure):
+        text += f"\n\n![scheduler vs none vs all, per day]({link})"
+    _write(doc, "scheduler", text)
+    print(json.dumps(result) if as_json else text)
+
+
+@bench_app.command("answer")
+def answer(
+    model: Annotated[
+        str,
+        typer.Option(help="The answering model: a registered name, a checkpoint, engram-lm."),
+    ] = "smollm2-135m-instruct",
+    questions: Annotated[int, typer.Option(help="Questions (one invented fact each).")] = 24,
+    memories: Annotated[int, typer.Option(help="Memories per prompt (answer.k).")] = 24,
+    filler: Annotated[int, typer.Option(help="Stored memories without a fact.")] = 24,
+    shares: Annotated[
+        str, typer.Option(help="Recompute shares of the composed kv rows, e.g. 0,0.15,0.3.")
+    ] = "0,0.15,0.3",
+    kv_method: Annotated[str, typer.Option(help="KV compression of the blocks.")] = "kivi:bits=4",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="4 questions over 8 memories on the tiny LM (CI).")
+    ] = False,
+    results: ResultsOpt = Path("bench-results"),
+    doc: DocOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Memory QA per route: exact match, agreement with text, time to first token."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from engram.bench import answer as bench
+    from engram.bench.report import save_json
+
+    try:
+        chosen = tuple(float(x) for x in shares.split(",") if x.strip())
+    except ValueError as err:
+        raise typer.BadParameter(f"expected fractions like 0,0.15, got {shares!r}") from err
+    if not chosen:
+        raise typer.BadParameter("give at least one share", param_hint="--shares")
+    settings: dict[str, Any] = {
+        "questions": questions, "memories": memories, "filler": filler, "shares": chosen
+    }
+    if quick:
+        settings = {**bench.QUICK, "model": "engram-lm"}
+    else:  # a registered name: pulled once into the home, not into the bench's own
+        from engram.config import load_config
+        from engram.models.local import configured_checkpoint
+
+        settings["model"] = str(configured_checkpoint(model, load_config()))
+    config = bench.AnswerBenchConfig(**{"model": model, **settings}, kv_method=kv_method)
+    try:
+        config.check()
+    except ValidationError as err:
+        raise typer.BadParameter(str(err)) from err
+    result = bench.run(config)
+    save_json(results, "answer", result)
+    text = bench.markdown(result, _command())
+    _write(doc, "answer", text)
+    print(json.dumps(result) if as_json else text)

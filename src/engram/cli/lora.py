@@ -157,7 +157,7 @@ def eval_(
         registry = registry_for(config)
         _require_adapter(registry, owner, user, agent)
         manifest = registry.get(owner, version)
-        host = AdapterHost(*load_base(model or config.lora.base_model))
+        host = AdapterHost(*load_base(model or config.lora.base_model, config))
         facts, _ = _facts(user, agent)
         taught = [f for f in facts if f.memory_id in set(manifest.memory_ids)]
         ppl0 = perplexity(host.model, host.tokenizer, GENERAL_TEXTS)
@@ -211,7 +211,7 @@ def merge(
         owner = _owner(user, agent)
         registry = registry_for(config)
         manifests = [registry.get(owner, n) for n in numbers]
-        host = AdapterHost(*load_base(model or config.lora.base_model))
+        host = AdapterHost(*load_base(model or config.lora.base_model, config))
         names = [host.load(m, f"v{m.version}") for m in manifests]
         peft_config, state = host.merge(names, combination)  # type: ignore[arg-type]
         ids = list(dict.fromkeys(i for m in manifests for i in m.memory_ids))

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from engram.config import EngramConfig
@@ -40,6 +40,8 @@ class Extraction:
         self._llm: ChatModel | None = None
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
+        # jobs of other kinds on the same queue (the scheduler's moves), by their name
+        self.handlers: dict[str, Callable[[Job], dict[str, object]]] = {}
 
     # -- queueing ---------------------------------------------------------------------
 
@@ -92,10 +94,14 @@ class Extraction:
             return None
         started = time.perf_counter()
         extractor = self.extractors.get(job.extractor)
+        handler = self.handlers.get(job.extractor)
         try:
-            if extractor is None:
+            if handler is not None:
+                result = handler(job)
+            elif extractor is None:
                 raise _Permanent(f"no extractor {job.extractor!r} is configured")
-            result = self._run(job, extractor)
+            else:
+                result = self._run(job, extractor)
         except _Permanent as err:
             return self._finish(job, JobState.FAILED, str(err))
         except EngramError as err:

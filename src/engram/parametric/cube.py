@@ -28,13 +28,21 @@ def registry_for(config: EngramConfig) -> AdapterRegistry:
     return AdapterRegistry(config.home / "lora")
 
 
-def load_base(path: str | Path | None) -> tuple[torch.nn.Module, Any]:
-    """(model, tokenizer) of a local transformers checkpoint; None: the packaged Engram LM."""
+def load_base(
+    spec: str | Path | None, config: EngramConfig | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) of a model spec: a registered name (pulled into the home of
+    `config` on first use when allowed), a checkpoint directory, or 'engram-lm' / None
+    (the packaged Engram LM)."""
     try:
         from engram.lm import load_model
     except ImportError as err:  # pragma: no cover - the lm package ships with engram
         raise MissingExtraError("the Engram LM package is missing") from err
-    return load_model(path)
+    if isinstance(spec, str) and config is not None:
+        from engram.models.local import configured_checkpoint
+
+        return load_model(configured_checkpoint(spec, config))
+    return load_model(None if spec == "engram-lm" else spec)
 
 
 def base_name(path: str | Path | None) -> str:
@@ -81,7 +89,7 @@ def teach(
 
     settings = settings or config.lora
     if model is None:
-        model, tokenizer = load_base(settings.base_model)
+        model, tokenizer = load_base(settings.base_model, config)
     registry = registry_for(config)
     fingerprint = model_fingerprint(model)
     previous = None if fresh or not registry.versions(owner) else registry.get(owner)

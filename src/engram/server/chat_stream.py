@@ -205,7 +205,7 @@ class LocalReply(Reply):
 
     def __init__(self, memory: Memory, job: ChatJob):
         check_local_parameters(job.extra)
-        loaded, _ = memory._shelf().model(memory.config.answer.model)
+        loaded = memory.answer_model()
         budget = min(loaded.positions, memory.config.answer.max_context_tokens) - job.max_tokens
         if budget <= 0:
             raise ValidationError(

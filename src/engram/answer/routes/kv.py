@@ -1,8 +1,13 @@
 """The kv route: the same prompt as the text route, but the context (instructions and
-memories) is read from a KV block of the owner's activation tier. A block is found by its
-tokens (content-addressed, so any change of a memory or of the order is a new block);
-on a miss it is built, compressed with `kv.method`, stored and recorded as built from
-those memories (so erasing one of them deletes it), then used."""
+memories) is read from KV blocks of the owner's activation tier.
+
+With `kv.compose` (the default) each memory has its own block, built on its first use
+and recorded as built from that memory (erasing it deletes the block); a prompt over any
+memories in any order is assembled from them (engram.activation.compose). Without it, a
+block holds one whole context: found by its tokens (content-addressed, so any change of a
+memory or of the order is a new block), on a miss built, compressed with `kv.method`,
+stored and recorded as built from those memories. A whole-context block that is stored
+(e.g. by `engram kv build`) is used first either way."""
 
 from __future__ import annotations
 
@@ -18,27 +23,101 @@ if TYPE_CHECKING:
     from engram.activation.tier import ActivationTier
     from engram.answer.models import LoadedModel
     from engram.answer.prompt import AnswerPrompt
+    from engram.types import MemoryItem
 
 
-def _block(job: AnswerJob, loaded: LoadedModel, prompt: AnswerPrompt) -> tuple[KVBlock, str, bool]:
-    """(block of the prompt's context, its key, hit): stored, or built and stored now."""
+def _tier(job: AnswerJob) -> ActivationTier:
+    return job.cube.tiers[ACTIVATION]  # type: ignore[return-value]
+
+
+def _whole(job: AnswerJob, loaded: LoadedModel, prompt: AnswerPrompt) -> tuple[KVBlock, KVUse]:
+    """The block of the prompt's whole context: stored, or built and stored now."""
     from engram.activation.build import build_kv
     from engram.activation.compress import parse_method
 
-    tier: ActivationTier = job.cube.tiers[ACTIVATION]  # type: ignore[assignment]
+    tier = _tier(job)
     store = tier.kv.store()
     compressor = parse_method(job.config.kv.method)
     method = compressor.spec() if compressor is not None else []
-    found = store.longest_prefix(prompt.ids, loaded.fingerprint, method, loaded.tokenizer_hash)
-    if found is not None and found.n_tokens == len(prompt.context_ids):
-        return found, store.key_of(found), True
-    ids = [hit.id for hit in prompt.ordered]
-    versions = [(item.id, item.version) for item in (job.cube.get(i) for i in ids)]
-    meta: dict[str, Any] = {"owner": job.owner, "memory_ids": ids, "model": loaded.name}
-    block = build_kv(
-        loaded.model, prompt.context_ids, loaded.tokenizer, compressor, meta, loaded.fingerprint
+    key = store.key_for(loaded.fingerprint, method, prompt.context_ids)
+    found = store.find(key, loaded.fingerprint, loaded.tokenizer_hash)
+    hit = found is not None
+    if found is None:
+        ids = [hit.id for hit in prompt.ordered]
+        versions = [(item.id, item.version) for item in (job.cube.get(i) for i in ids)]
+        meta: dict[str, Any] = {"owner": job.owner, "memory_ids": ids, "model": loaded.name}
+        found = build_kv(
+            loaded.model, prompt.context_ids, loaded.tokenizer, compressor, meta, loaded.fingerprint
+        )
+        key = tier.keep(found, versions)
+    use = KVUse(key=key, hit=hit, reused_tokens=found.n_tokens, method=found.method_name)
+    return found, use
+
+
+def _head(tier: ActivationTier, loaded: LoadedModel, ids: list[int]) -> tuple[KVBlock, str, bool]:
+    """The block of the prompts' head (instructions): stored, or built and stored now."""
+    from engram.activation.build import build_kv
+
+    store = tier.kv.store()
+    key = store.key_for(loaded.fingerprint, [], ids)
+    head = store.find(key, loaded.fingerprint, loaded.tokenizer_hash)
+    if head is not None:
+        return head, key, False
+    meta = {"owner": tier.owner, "memory_ids": [], "model": loaded.name, "part": "head"}
+    head = build_kv(loaded.model, ids, loaded.tokenizer, None, meta, loaded.fingerprint)
+    return head, tier.keep(head, []), True
+
+
+def memory_block(
+    tier: ActivationTier, loaded: LoadedModel, item: MemoryItem, method: str
+) -> tuple[str, bool]:
+    """Build (unless stored) the composable block of one memory for `loaded`, as the kv
+    route will read it: (its key, built now). The scheduler warms hot memories with it."""
+    from engram.activation.compress import parse_method
+    from engram.answer.prompt import memory_segment, prompt_head
+
+    with loaded.lock:
+        head, _, _ = _head(tier, loaded, prompt_head(loaded.tokenizer))
+        _, key, built = tier.segment(
+            loaded.model,
+            head,
+            memory_segment(loaded.tokenizer, item),
+            (item.id, item.version),
+            parse_method(method),
+            {"model": loaded.name},
+        )
+    return key, built
+
+
+def _composed(job: AnswerJob, loaded: LoadedModel, prompt: AnswerPrompt) -> tuple[KVBlock, KVUse]:
+    """The context assembled from the head's block and one block per memory (each built on
+    its first use and recorded as built from that memory), part recomputed."""
+    from engram.activation.compose import compose
+    from engram.activation.compress import parse_method
+
+    tier = _tier(job)
+    head, head_key, head_built = _head(tier, loaded, prompt.head_ids)
+    built = int(head_built)
+    compressor = parse_method(job.config.kv.method)
+    segments = []
+    for hit, ids in zip(prompt.ordered, prompt.segment_ids, strict=True):
+        item = job.cube.get(hit.id)
+        block, _, was_built = tier.segment(
+            loaded.model, head, ids, (item.id, item.version), compressor, {"model": loaded.name}
+        )
+        segments.append(block)
+        built += was_built
+    block, recomputed = compose(loaded.model, head, segments, job.config.kv.recompute)
+    use = KVUse(
+        key=head_key,
+        hit=built == 0,
+        reused_tokens=block.n_tokens - recomputed,
+        method="+".join(sorted({s.method_name for s in segments} - {""})),
+        composed=len(segments),
+        built=built,
+        recomputed_tokens=recomputed,
     )
-    return block, tier.keep(block, versions), False
+    return block, use
 
 
 class KVRoute(AnswerRoute):
@@ -51,7 +130,8 @@ class KVRoute(AnswerRoute):
         loaded, load_ms, prompt = local_prompt(job)
         with loaded.lock:
             start = time.perf_counter()
-            block, key, hit = _block(job, loaded, prompt)
+            whole = not job.config.kv.compose or not prompt.segment_ids
+            block, use = (_whole if whole else _composed)(job, loaded, prompt)
             kv_ms = (time.perf_counter() - start) * 1000
             out = timed(
                 lambda options: generate(
@@ -68,6 +148,6 @@ class KVRoute(AnswerRoute):
             prompt_tokens=len(prompt.ids),
             load_ms=load_ms,
             kv_ms=kv_ms,
-            cached_tokens=block.n_tokens,
-            kv=KVUse(key=key, hit=hit, reused_tokens=block.n_tokens, method=block.method_name),
+            cached_tokens=use.reused_tokens,
+            kv=use,
         )
