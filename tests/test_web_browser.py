@@ -158,6 +158,10 @@ def test_search_then_open_shows_provenance_and_history(browser, site: Site) -> N
     assert provenance["source"] == "api"
     assert '"topic": "drinks"' in by_id(browser, "detail-metadata").text
     assert history_rows(browser)[0][:2] == ["1", "add"]
+    tiers = browser.find_elements(By.CSS_SELECTOR, "#tiers tbody tr")
+    assert [[c.text for c in row.find_elements(By.TAG_NAME, "td")] for row in tiers] == [
+        ["text", tea.id, "1", "yes"]
+    ]
     # the heading takes focus so keyboard and screen-reader users land on the memory
     assert browser.switch_to.active_element.get_attribute("id") == "detail-title"
 

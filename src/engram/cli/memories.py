@@ -4,6 +4,7 @@ export, stats and demo. `register(app)` puts them on the main app."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from importlib import resources
@@ -30,12 +31,24 @@ from engram.cli.common import (
     shown,
     state,
 )
-from engram.ops.table import ADD, DELETE, FEEDBACK, GET, HISTORY, LIST, RESTORE, SEARCH, UPDATE
+from engram.ops.table import (
+    ADD,
+    DELETE,
+    FEEDBACK,
+    GET,
+    HISTORY,
+    LIST,
+    RESTORE,
+    SEARCH,
+    TIERS,
+    UPDATE,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from engram.memory import Memory
+    from engram.tiers import Holding
     from engram.types import (
         DeleteResult,
         FeedbackResult,
@@ -124,6 +137,15 @@ def _versions(versions: list[Version], values: dict[str, Any]) -> None:
     out.print(table)
 
 
+def _held(held: list[Holding], values: dict[str, Any]) -> None:
+    if state.as_json:
+        emit([dataclasses.asdict(h) for h in held])
+        return
+    for h in held:
+        note = "" if h.current else "  (built from an older version)"
+        out.print(f"{h.tier:<11} {h.key}  v{h.memory_version}{note}")
+
+
 def _changed(word: str) -> Callable[[MemoryItem, dict[str, Any]], None]:
     def render(item: MemoryItem, values: dict[str, Any]) -> None:
         if state.as_json:
@@ -156,6 +178,7 @@ TABLE_COMMANDS = {
     "list": command(LIST, _page),
     "show": command(GET, _shown),
     "history": command(HISTORY, _versions),
+    "where": command(TIERS, _held),
     "update": command(UPDATE, _changed("updated")),
     "delete": command(DELETE, _deleted, extra=[YES], prepare=_confirm),
     "restore": command(RESTORE, _changed("restored")),
@@ -299,7 +322,7 @@ def register(app: typer.Typer) -> None:
     """Put the memory commands on `app`, in the order `engram --help` lists them."""
     commands: tuple[tuple[str, Callable[..., None]], ...] = (
         *((n, TABLE_COMMANDS[n]) for n in ("add", "search", "feedback", "list", "show")),
-        *((n, TABLE_COMMANDS[n]) for n in ("history", "update", "delete", "restore")),
+        *((n, TABLE_COMMANDS[n]) for n in ("history", "where", "update", "delete", "restore")),
         ("import", import_),
         ("export", export),
         ("stats", stats),

@@ -297,6 +297,22 @@ HISTORY = Operation(
     params=(MEMORY_ID, USER, AGENT),
 )
 
+TIERS = Operation(
+    name="tiers",
+    method="tiers",
+    summary="Memory tiers",
+    doc="Which tiers hold a memory: its text, and every KV block and adapter version built "
+    "from it (current: built from its present version; the scheduler's moves are in its "
+    "history).",
+    write=False,
+    target="memory",
+    http=("GET", "/memories/{memory_id}/tiers"),
+    tool="memory_tiers",
+    command="where",
+    envelope="tiers",
+    params=(MEMORY_ID, USER, AGENT),
+)
+
 ANSWER = Operation(
     name="answer",
     method="answer",
@@ -328,7 +344,7 @@ ANSWER = Operation(
 )
 
 OPERATIONS: tuple[Operation, ...] = (
-    ADD, SEARCH, FEEDBACK, LIST, GET, UPDATE, DELETE, RESTORE, HISTORY, ANSWER
+    ADD, SEARCH, FEEDBACK, LIST, GET, UPDATE, DELETE, RESTORE, HISTORY, TIERS, ANSWER
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
 

@@ -54,6 +54,21 @@ class HistoryResult(BaseModel):
     versions: list[Version]
 
 
+class Held(BaseModel):
+    """A tier holding a memory."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    tier: str = Field(description="text, activation (a KV block) or parametric (an adapter).")
+    key: str = Field(description="The artifact: the memory id, a block key, an adapter version.")
+    memory_version: int = Field(description="The memory version it was built from.")
+    current: bool = Field(description="Built from the memory's present version.")
+
+
+class TiersResult(BaseModel):
+    tiers: list[Held]
+
+
 class OwnerRef(BaseModel):
     owner: str = Field(description="'user:alice' or 'agent:bot'.")
     user_id: str | None = None
@@ -80,6 +95,7 @@ RESULTS: dict[str, type[BaseModel]] = {
     "delete": DeleteResult,
     "restore": MemoryItem,
     "history": HistoryResult,
+    "tiers": TiersResult,
     "answer": AnswerResult,
 }
 

@@ -62,6 +62,7 @@ export const api = {
   search: (scope, query, k) => call("POST", "/v1/search", { body: { ...scope, query, k } }),
   get: (scope, id) => call("GET", memoryPath(id), { params: scope }),
   history: (scope, id) => call("GET", `${memoryPath(id)}/history`, { params: scope }),
+  tiers: (scope, id) => call("GET", `${memoryPath(id)}/tiers`, { params: scope }),
   update: (scope, id, changes) => call("PATCH", memoryPath(id), { params: scope, body: changes }),
   archive: (scope, id) => call("DELETE", memoryPath(id), { params: scope }),
   erase: (scope, id) => call("DELETE", memoryPath(id), { params: { ...scope, hard: "true" } }),

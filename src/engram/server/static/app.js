@@ -301,7 +301,15 @@ function renderHistory(versions) {
     el("td", {}, v.reason || ""), el("td", {}, v.source || ""))));
 }
 
-function renderDetail(item, versions) {
+const TIER_NAMES = { text: "text", activation: "KV block", parametric: "LoRA adapter" };
+
+function renderTiers(held) {
+  $("tiers").tBodies[0].replaceChildren(...held.map((h) => el("tr", {},
+    el("td", {}, TIER_NAMES[h.tier] || h.tier), el("td", { class: "text" }, h.key),
+    el("td", {}, String(h.memory_version)), el("td", {}, h.current ? "yes" : "no, rebuild"))));
+}
+
+function renderDetail(item, versions, held) {
   state.current = item;
   $("detail-title").textContent = `Memory ${item.id}`;
   $("detail-text").textContent = item.memory;
@@ -324,6 +332,7 @@ function renderDetail(item, versions) {
   $("archive").hidden = item.state !== "active";
   $("restore").hidden = item.state === "active";
   renderHistory(versions);
+  renderTiers(held);
   showVersionDiff(versions);
   $("detail").hidden = false;
 }
@@ -343,8 +352,9 @@ function dropFromLists(id) {
 }
 
 async function refresh(id) {
-  const [item, versions] = await Promise.all([api.get(scope(), id), api.history(scope(), id)]);
-  renderDetail(item, versions.versions);
+  const [item, versions, held] = await Promise.all(
+    [api.get(scope(), id), api.history(scope(), id), api.tiers(scope(), id)]);
+  renderDetail(item, versions.versions, held.tiers);
   return item;
 }
 
