@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -349,3 +349,20 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Flush and release connections."""
+
+
+@runtime_checkable
+class CandidateSearch(Protocol):
+    """A store that narrows a search of a large cube to candidates it finds itself (an ANN
+    index plus full text), instead of scoring the whole cube's snapshot in process."""
+
+    def search_snapshot(
+        self,
+        cube: int,
+        terms: list[str],
+        vector: Callable[[], np.ndarray],
+        flt: MemoryFilter,
+    ) -> CubeSnapshot:
+        """The rows a search scores: the cube's whole (cached) snapshot while the cube is
+        small, else the candidates for the query's `terms` and `vector()` (called only
+        then), active and passing `flt`, keys ascending."""

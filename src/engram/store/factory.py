@@ -39,6 +39,9 @@ def _open_postgres(config: EngramConfig, dim: int | None) -> Store:
         min_size=pg.pool_min_size,
         max_size=pg.pool_max_size,
         timeout_s=pg.connect_timeout_s,
+        exact_search_max=pg.exact_search_max,
+        search_candidates=pg.search_candidates,
+        hnsw_ef_search=pg.hnsw_ef_search,
     )
 
 

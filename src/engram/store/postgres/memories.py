@@ -56,55 +56,146 @@ def bump(cur: Cur, owner: str, cube: int) -> tuple[int, int]:
     return new - 1, new
 
 
-def insert_one(
-    cur: Cur, owner: str, cube: int, row: NewMemory, vec: np.ndarray, now: datetime
-) -> tuple[int, bool]:
-    """(key, whether it is new): a row whose source id the cube holds already is not
-    written again (a concurrent writer of the same source id included)."""
-    cur.execute(
-        "INSERT INTO memories (owner, id, cube_id, type, text, index_text, metadata, user_id, "
-        "agent_id, session_id, source_id, turn_index, role, name, occurred_at, source, "
-        "created_at, updated_at, tier, expires_at, embedding) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-        "ON CONFLICT (owner, cube_id, source_id) WHERE source_id IS NOT NULL DO NOTHING "
-        "RETURNING key",
-        (
-            owner,
-            str(uuid.uuid4()),
-            cube,
-            row.type,
-            row.text,
-            row.index_text,
-            Jsonb(row.metadata),
-            row.user_id,
-            row.agent_id,
-            row.session_id,
-            row.source_id,
-            row.turn_index,
-            row.role,
-            row.name,
-            utc(row.occurred_at),
-            row.source,
-            now,
-            now,
-            row.tier,
-            utc(row.expires_at),
-            stored_vector(vec),
-        ),
+_INSERT = (
+    "INSERT INTO memories (owner, id, cube_id, type, text, index_text, metadata, user_id, "
+    "agent_id, session_id, source_id, turn_index, role, name, occurred_at, source, "
+    "created_at, updated_at, tier, expires_at, embedding) "
+    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+    "ON CONFLICT (owner, cube_id, source_id) WHERE source_id IS NOT NULL DO NOTHING "
+    "RETURNING key"
+)
+
+
+def _params(owner: str, cube: int, row: NewMemory, vec: np.ndarray, now: datetime) -> tuple:
+    return (
+        owner,
+        str(uuid.uuid4()),
+        cube,
+        row.type,
+        row.text,
+        row.index_text,
+        Jsonb(row.metadata),
+        row.user_id,
+        row.agent_id,
+        row.session_id,
+        row.source_id,
+        row.turn_index,
+        row.role,
+        row.name,
+        utc(row.occurred_at),
+        row.source,
+        now,
+        now,
+        row.tier,
+        utc(row.expires_at),
+        stored_vector(vec),
     )
-    found = cur.fetchone()
-    if found is None:
+
+
+COPY_FROM = 64  # batches of at least this many rows go through COPY (see _copied)
+_IN_COLUMNS = (
+    "ord, id, type, text, index_text, metadata, user_id, agent_id, session_id, source_id, "
+    "turn_index, role, name, occurred_at, source, tier, expires_at, embedding"
+)
+_IN_TYPES = [
+    "int4", "text", "text", "text", "text", "jsonb", "text", "text", "text", "text",
+    "int4", "text", "text", "timestamptz", "text", "text", "timestamptz", "vector",
+]  # fmt: skip
+
+
+def insert_many(
+    cur: Cur, owner: str, cube: int, rows: Sequence[NewMemory], vecs: np.ndarray, now: datetime
+) -> list[tuple[int, bool]]:
+    """(key, whether it is new) per row, in order: a row whose source id the cube holds
+    already (a concurrent writer's, or an earlier row's of this batch) is not written
+    again. A few round trips per batch, not three per row."""
+    if not rows:
+        return []
+    written = _copied(cur, owner, cube, rows, vecs, now) if len(rows) >= COPY_FROM else None
+    if written is None:
+        written = _pipelined(cur, owner, cube, rows, vecs, now)
+    missing = [r.source_id for r, key in zip(rows, written, strict=True) if key is None]
+    existing: dict[str, int] = {}
+    if missing:
         cur.execute(
-            "SELECT key FROM memories WHERE owner = %s AND cube_id = %s AND source_id = %s",
-            (owner, cube, row.source_id),
+            "SELECT source_id, key FROM memories WHERE owner = %s AND cube_id = %s "
+            "AND source_id = ANY(%s)",
+            (owner, cube, missing),
         )
-        return cur.fetchone()[0], False  # type: ignore[index]
-    cur.execute(
+        existing = dict(cur.fetchall())
+    return [
+        (key, True) if key is not None else (existing[r.source_id], False)  # type: ignore[index]
+        for r, key in zip(rows, written, strict=True)
+    ]
+
+
+def _pipelined(
+    cur: Cur, owner: str, cube: int, rows: Sequence[NewMemory], vecs: np.ndarray, now: datetime
+) -> list[int | None]:
+    """One pipelined INSERT per row, then their versions; None for a row not written."""
+    cur.executemany(
+        _INSERT,
+        [_params(owner, cube, row, vec, now) for row, vec in zip(rows, vecs, strict=True)],
+        returning=True,
+    )
+    inserted: list[int | None] = []
+    while True:
+        found = cur.fetchone()
+        inserted.append(None if found is None else int(found[0]))
+        if not cur.nextset():
+            break
+    cur.executemany(
         "INSERT INTO versions (owner, memory_key, version, event, text, metadata, source, at) "
         "VALUES (%s, %s, 1, 'add', %s, %s, %s, %s)",
-        (owner, found[0], row.text, Jsonb(row.metadata), row.source, now),
+        [
+            (owner, key, row.text, Jsonb(row.metadata), row.source, now)
+            for row, key in zip(rows, inserted, strict=True)
+            if key is not None
+        ],
     )
-    return found[0], True
+    return inserted
+
+
+def _copied(
+    cur: Cur, owner: str, cube: int, rows: Sequence[NewMemory], vecs: np.ndarray, now: datetime
+) -> list[int | None]:
+    """A large batch: COPY (binary) into a temporary table, then one INSERT ... SELECT that
+    writes the memories and their first versions. COPY cannot write a table under
+    row-level security, a session's temporary table has none; the INSERT is checked."""
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS memories_in (ord int, id text, type text, text text, "
+        "index_text text, metadata jsonb, user_id text, agent_id text, session_id text, "
+        "source_id text, turn_index int, role text, name text, occurred_at timestamptz, "
+        "source text, tier text, expires_at timestamptz, embedding vector) "
+        "ON COMMIT DELETE ROWS"
+    )
+    ids = [str(uuid.uuid4()) for _ in rows]
+    with cur.copy(f"COPY memories_in ({_IN_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_IN_TYPES)
+        for i, (row, vec) in enumerate(zip(rows, vecs, strict=True)):
+            copy.write_row(
+                (i, ids[i], row.type, row.text, row.index_text, Jsonb(row.metadata),
+                 row.user_id, row.agent_id, row.session_id, row.source_id, row.turn_index,
+                 row.role, row.name, utc(row.occurred_at), row.source, row.tier,
+                 utc(row.expires_at), stored_vector(vec))
+            )  # fmt: skip
+    cur.execute(
+        "WITH ins AS (INSERT INTO memories (owner, cube_id, created_at, updated_at, id, type, "
+        "text, index_text, metadata, user_id, agent_id, session_id, source_id, turn_index, "
+        "role, name, occurred_at, source, tier, expires_at, embedding) "
+        "SELECT %s, %s, %s, %s, id, type, text, index_text, metadata, user_id, agent_id, "
+        "session_id, source_id, turn_index, role, name, occurred_at, source, tier, "
+        "expires_at, embedding FROM memories_in ORDER BY ord "
+        "ON CONFLICT (owner, cube_id, source_id) WHERE source_id IS NOT NULL DO NOTHING "
+        "RETURNING key, id, text, metadata, source), "
+        "v AS (INSERT INTO versions (owner, memory_key, version, event, text, metadata, "
+        "source, at) SELECT %s, key, 1, 'add', text, metadata, source, %s FROM ins) "
+        "SELECT id, key FROM ins",
+        (owner, cube, now, now, owner, now),
+    )
+    keys = dict(cur.fetchall())
+    cur.execute("TRUNCATE memories_in")  # joined transactions may copy again before COMMIT
+    return [keys.get(i) for i in ids]
 
 
 def change(cur: Cur, owner: str, cube: int, key: int, change: Change, now: datetime) -> bool | None:

@@ -9,7 +9,7 @@ any process is seen by every other's next search.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from engram.store.base import (
 )
 from engram.store.feedback import FeedbackLog
 from engram.store.postgres import memories, schema, sql
+from engram.store.postgres.candidates import fetch_candidates
 from engram.store.postgres.conn import ALL_OWNERS, Database, describe, store_error
 from engram.store.postgres.lifecycle import LifecycleMethods
 from engram.store.postgres.queue import QueueMethods
@@ -51,9 +52,15 @@ class PostgresStore(LifecycleMethods, QueueMethods):
         min_size: int = 1,
         max_size: int = 8,
         timeout_s: float = 30.0,
+        exact_search_max: int | None = 20_000,
+        search_candidates: int = 200,
+        hnsw_ef_search: int = 400,
     ):
         """Migrates the database first (once across processes); `dim=None`: the vector
-        size the store recorded with its embedder."""
+        size the store recorded with its embedder. Cubes with more than `exact_search_max`
+        active memories (None: no limit) are searched on `search_candidates` nearest and
+        as many full-text candidates the database finds (`hnsw_ef_search`: the HNSW
+        search list, before the owner filter)."""
         self.where = describe(url)
         self._dim = dim
         try:
@@ -67,7 +74,9 @@ class PostgresStore(LifecycleMethods, QueueMethods):
         self.db = Database(url, app_role, min_size, max_size, timeout_s)
         self._owners: dict[int, str] = {}
         self._owners_lock = threading.Lock()
-        self.snapshots = Snapshots(self.db, lambda: self.dim)
+        self.snapshots = Snapshots(self.db, lambda: self.dim, exact_search_max)
+        self.search_candidates = search_candidates
+        self.hnsw_ef_search = hnsw_ef_search
         self._feedback: dict[int, FeedbackLog] = {}
 
     @property
@@ -167,8 +176,8 @@ class PostgresStore(LifecycleMethods, QueueMethods):
         keys: list[int] = []
         new: list[tuple[int, np.ndarray, NewMemory]] = []
         with self._write(cube) as (owner, cur):
-            for row, vec in zip(rows, vectors, strict=True):
-                key, fresh = memories.insert_one(cur, owner, cube, row, vec, now)
+            written = memories.insert_many(cur, owner, cube, rows, vectors, now)
+            for row, vec, (key, fresh) in zip(rows, vectors, written, strict=True):
                 keys.append(key)
                 if fresh:
                     new.append((key, vec, row))
@@ -305,15 +314,35 @@ class PostgresStore(LifecycleMethods, QueueMethods):
     def dense(self, cube: int, vector: np.ndarray, k: int, flt: MemoryFilter) -> list[Scored]:
         if vector.shape != (self.dim,):
             raise StoreError(f"query vector has shape {vector.shape}, store has ({self.dim},)")
-        allowed = None if flt.is_trivial else np.asarray(self.keys(cube, flt), dtype=np.int64)
         if flt.states != (MemoryState.ACTIVE,):
-            keys = np.asarray([] if allowed is None else allowed, dtype=np.int64)
+            keys = np.asarray(self.keys(cube, flt), dtype=np.int64)
             matrix = self.vectors(cube, keys.tolist())
             return [Scored(k_, s) for k_, s in top_k(keys, matrix @ vector, k)]
-        return [Scored(k_, s) for k_, s in self.snapshot(cube).top(vector, k, allowed)]
+        owner = self.owner_of(cube)
+        snap = self.snapshots.exact(cube, owner)
+        if snap is None:  # a large cube: the HNSW index finds them, the filter applied
+            found = fetch_candidates(self.db, owner, cube, [], vector, k, self.hnsw_ef_search, flt)
+            return [Scored(k_, s) for k_, s in found.top(vector, k, None)]
+        allowed = None if flt.is_trivial else np.asarray(self.keys(cube, flt), dtype=np.int64)
+        return [Scored(k_, s) for k_, s in snap.top(vector, k, allowed)]
 
     def snapshot(self, cube: int) -> CubeSnapshot:
         return self.snapshots.get(cube, self.owner_of(cube))
+
+    def search_snapshot(
+        self,
+        cube: int,
+        terms: list[str],
+        vector: Callable[[], np.ndarray],
+        flt: MemoryFilter,
+    ) -> CubeSnapshot:
+        owner = self.owner_of(cube)
+        snap = self.snapshots.exact(cube, owner)
+        if snap is not None:
+            return snap
+        return fetch_candidates(
+            self.db, owner, cube, terms, vector(), self.search_candidates, self.hnsw_ef_search, flt
+        )
 
     def vectors(self, cube: int, keys: list[int]) -> np.ndarray:
         with self._read(cube) as cur:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engram.store.base import MemoryFilter, Scored, Store
+from engram.store.base import CandidateSearch, MemoryFilter, Scored, Store
 from engram.store.vector_index import CubeSnapshot
 from engram.text.query import query_terms
 
@@ -40,8 +40,15 @@ class QueryContext:
 
     @property
     def snapshot(self) -> CubeSnapshot:
+        """The rows this search scores: the whole cube, or for a large cube in a store that
+        finds candidates itself (PostgreSQL), the candidates for this query."""
         if self._snapshot is None:
-            self._snapshot = self.store.snapshot(self.cube)
+            if isinstance(self.store, CandidateSearch):
+                self._snapshot = self.store.search_snapshot(
+                    self.cube, self.terms, lambda: self.vector, self.flt
+                )
+            else:
+                self._snapshot = self.store.snapshot(self.cube)
         return self._snapshot
 
     @property
