@@ -168,9 +168,11 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(result: dict[str, Any], command: str) -> str:
     c = result["config"]
     lines = [
+        "## Answers from memory, per route (generated memory QA)",
+        "",
         f"Command: `{command}`",
         "",
-        f"Model `{c['model']}`, {c['questions']} questions, {c['memories']} memories per "
+        f"Model `{Path(c['model']).name}`, {c['questions']} questions, {c['memories']} memories per "
         f"prompt (of {c['questions'] + c['filler']} stored), KV method `{c['kv_method']}`, "
         f"{c['max_tokens']} answer tokens, seed {c['seed']}.",
         "",

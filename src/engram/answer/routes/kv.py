@@ -1,9 +1,9 @@
 """The kv route: the same prompt as the text route, but the context (instructions and
 memories) is read from KV blocks of the owner's activation tier.
 
-With `kv.compose` (the default) each memory has its own block, built on its first use
+With `kv.compose` each memory has its own block, built on its first use
 and recorded as built from that memory (erasing it deletes the block); a prompt over any
-memories in any order is assembled from them (engram.activation.compose). Without it, a
+memories in any order is assembled from them (engram.activation.compose). By default, a
 block holds one whole context: found by its tokens (content-addressed, so any change of a
 memory or of the order is a new block), on a miss built, compressed with `kv.method`,
 stored and recorded as built from those memories. A whole-context block that is stored
