@@ -652,6 +652,12 @@ class EngramConfig(BaseSettings):
 
     home: Path = Field(default=DEFAULT_HOME, description="Directory for the embedded store.")
     config_file: Path | None = Field(default=None, description="TOML file with settings.")
+    artifacts_dir: Path | None = Field(
+        default=None,
+        description="Where KV blocks (kv/) and LoRA adapters (lora/) are kept. Default: the "
+        "home. Servers and workers sharing one database point this at one shared directory "
+        "(a network or cluster volume) to see each other's blocks and adapters.",
+    )
     database_url: str | None = Field(
         default=None,
         description="Store location (env ENGRAM_DATABASE_URL): sqlite:///path/to.db, or "
@@ -678,6 +684,11 @@ class EngramConfig(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("artifacts_dir")
+    @classmethod
+    def _expand_artifacts(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
@@ -699,6 +710,11 @@ class EngramConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         init_kwargs = getattr(init_settings, "init_kwargs", {})
         return (init_settings, env_settings, _FileSource(settings_cls, init_kwargs))
+
+    @property
+    def artifacts(self) -> Path:
+        """The directory holding kv/ and lora/: `artifacts_dir`, else the home."""
+        return self.artifacts_dir if self.artifacts_dir is not None else self.home
 
     @property
     def sqlite_path(self) -> Path:

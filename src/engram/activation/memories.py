@@ -33,8 +33,8 @@ class MemorySource(Protocol):
 
 
 def kv_store(config: EngramConfig) -> KVStore:
-    """The store of activation memories under the Engram home: `$ENGRAM_HOME/kv/`."""
-    return KVStore(Path(config.home) / "kv", config.kv.ram_budget_bytes, config.kv.chunk_tokens)
+    """The store of activation memories: `kv/` under `artifacts_dir` (default the home)."""
+    return KVStore(config.artifacts / "kv", config.kv.ram_budget_bytes, config.kv.chunk_tokens)
 
 
 def select_memories(

@@ -29,7 +29,7 @@ class KVHandle:
 
     def __init__(self, config: EngramConfig):
         self.config = config
-        self.root = Path(config.home) / "kv"
+        self.root = Path(config.artifacts) / "kv"
         self._store: KVStore | None = None
         self._lock = threading.Lock()
 

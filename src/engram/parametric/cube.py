@@ -25,7 +25,7 @@ from engram.parametric.safeguards import build_safeguards
 
 
 def registry_for(config: EngramConfig) -> AdapterRegistry:
-    return AdapterRegistry(config.home / "lora")
+    return AdapterRegistry(config.artifacts / "lora")
 
 
 def load_base(

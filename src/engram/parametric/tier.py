@@ -49,7 +49,7 @@ class ParametricTier(Tier[MemoryItem, "AdapterManifest"]):
         self.owner = owner
         self.store = store
         self.config = config
-        self.root = Path(config.home) / "lora"
+        self.root = Path(config.artifacts) / "lora"
 
     @property
     def folder(self) -> Path:
