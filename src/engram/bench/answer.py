@@ -172,8 +172,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        f"Model `{Path(c['model']).name}`, {c['questions']} questions, {c['memories']} memories per "
-        f"prompt (of {c['questions'] + c['filler']} stored), KV method `{c['kv_method']}`, "
+        f"Model `{Path(c['model']).name}`, {c['questions']} questions, {c['memories']} "
+        f"memories per prompt (of {c['questions'] + c['filler']} stored), KV method "
+        f"`{c['kv_method']}`, "
         f"{c['max_tokens']} answer tokens, seed {c['seed']}.",
         "",
         "| route | exact match | agrees with text | TTFT ms | context ms | TTFT speed-up |",
