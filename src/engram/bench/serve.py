@@ -41,10 +41,11 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14)))
 
 
-def _start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_server(home: Path, port: int, database_url: str | None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ENGRAM_HOME": str(home),
+        **({"ENGRAM_DATABASE_URL": database_url} if database_url else {}),
         "ENGRAM_SERVER__RATE_LIMIT_PER_S": "0",  # measure the server, not the limiter
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -91,6 +92,7 @@ async def _client(
                     r = await http.post("/v1/memories", json={"text": _sentence(rng)})
                     if r.status_code == 201:
                         ids.append(r.json()["items"][0]["id"])
+                        stats["acked"].append((token, ids[-1]))
                 elif op == "search":
                     r = await http.post("/v1/search", json={"query": _sentence(rng), "k": 10})
                 else:
@@ -104,24 +106,38 @@ async def _client(
 
 
 def run(
-    clients: int = 32, seconds: float = 60.0, owners: int = 8, seed_memories: int = 200
+    clients: int = 32,
+    seconds: float = 60.0,
+    owners: int = 8,
+    seed_memories: int = 200,
+    servers: int = 1,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
-    """Start a server on a fresh store, seed it, run the mixed load, stop the server."""
+    """Start `servers` servers on one fresh store (a fresh home; `database_url` for a
+    shared PostgreSQL), seed it, run the mixed load with the clients spread over the
+    servers, then read every acknowledged write back through another server than the one
+    that took it; stop the servers."""
+    if servers < 1 or (servers > 1 and not database_url):
+        raise ValueError("several servers need one shared database: give --database-url")
     mix = {"add": 0.25, "search": 0.5, "get": 0.25}
     with tempfile.TemporaryDirectory(prefix="engram-serve-bench-") as tmp:
         home = Path(tmp)
         keys = KeyStore(home / "keys.db")
         tokens = [keys.create(f"load-{i}", "write")[0] for i in range(owners)]
         keys.close()
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = _start_server(home, port)
+        urls, procs = [], []
         try:
-            _wait_ready(url, proc)
-            _seed(url, tokens, seed_memories)
+            for _ in range(servers):
+                port = _free_port()
+                urls.append(f"http://127.0.0.1:{port}")
+                procs.append(_start_server(home, port, database_url))
+            for url, proc in zip(urls, procs, strict=True):
+                _wait_ready(url, proc)
+            _seed(urls[0], tokens, seed_memories)
             stats: dict[str, Any] = {
                 "latency": {op: [] for op in mix},
                 "errors": dict.fromkeys(mix, 0),
+                "acked": [],
             }
             started = time.monotonic()
 
@@ -129,17 +145,34 @@ def run(
                 stop_at = time.monotonic() + seconds
                 await asyncio.gather(
                     *(
-                        _client(n, url, tokens[n % owners], stop_at, mix, stats)
+                        _client(n, urls[n % servers], tokens[n % owners], stop_at, mix, stats)
                         for n in range(clients)
                     )
                 )
 
             asyncio.run(load())
             elapsed = time.monotonic() - started
+            lost = _lost(urls[-1], stats["acked"])
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    return _summary(stats, elapsed, clients, seconds, owners, seed_memories, mix)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=60)
+    result = _summary(stats, elapsed, clients, seconds, owners, seed_memories, mix)
+    result["config"].update(servers=servers, backend="postgres" if database_url else "sqlite")
+    result["total"].update(acknowledged_writes=len(stats["acked"]), lost_writes=lost)
+    return result
+
+
+def _lost(url: str, acked: list[tuple[str, str]]) -> int:
+    """Acknowledged adds that `url` (the last server; with several, not the one most of
+    them went through) cannot read back."""
+    missing = 0
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for token, memory_id in acked:
+            headers = {"Authorization": f"Bearer {token}"}
+            missing += http.get(f"/v1/memories/{memory_id}", headers=headers).status_code != 200
+    return missing
 
 
 def _seed(url: str, tokens: list[str], total: int) -> None:
@@ -196,15 +229,23 @@ def _summary(
     }
 
 
+def _servers(cfg: dict[str, Any]) -> str:
+    n = int(cfg.get("servers", 1))
+    if n == 1:
+        return "A real `engram serve` (uvicorn, one process)"
+    return f"{n} real `engram serve` processes (clients spread over them)"
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     cfg, total = result["config"], result["total"]
+    store = "PostgreSQL" if cfg.get("backend") == "postgres" else "SQLite"
     m = machine()
     lines = [
         "## Serving: REST load on loopback",
         "",
         f"`{command}`",
         "",
-        f"A real `engram serve` (uvicorn, one process) on a fresh SQLite store, "
+        f"{_servers(cfg)} on a fresh {store} store, "
         f"{cfg['clients']} concurrent keep-alive clients for {cfg['seconds']:g} s, each acting "
         f"for one of {cfg['owners']} owners with its own write key (rate limit off); "
         f"{cfg['seed_memories']} memories seeded; mix add {cfg['mix']['add']:.0%} / search "
@@ -223,6 +264,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{total['p99_ms']:.1f} |",
         "",
         f"Throughput: **{total['throughput_rps']:.0f} requests/s** with {total['errors']} "
-        "errors. Latency includes embedding the text of every add and search query on CPU.",
+        "errors. Latency includes embedding the text of every add and search query on CPU. "
+        f"Acknowledged adds read back through another server afterwards: "
+        f"{total.get('acknowledged_writes', 0)}, lost: {total.get('lost_writes', 0)}.",
     ]
     return "\n".join(lines)

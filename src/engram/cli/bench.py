@@ -319,19 +319,32 @@ def serve(
     seconds: Annotated[float, typer.Option(help="How long the load runs.")] = 60.0,
     owners: Annotated[int, typer.Option(help="Owners (one write key each).")] = 8,
     seed: Annotated[int, typer.Option(help="Memories stored before the load.")] = 200,
+    servers: Annotated[
+        int, typer.Option(help="Server processes on one store (2+: needs --database-url).")
+    ] = 1,
+    database_url: Annotated[
+        str | None, typer.Option(help="A PostgreSQL database the servers share.")
+    ] = None,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Load test of `engram serve` on loopback: throughput, p50/p99, errors."""
+    """Load test of `engram serve` on loopback: throughput, p50/p99, errors, lost writes."""
     from engram.bench import serve as bench
     from engram.bench.report import save_json
 
-    result = bench.run(clients, seconds, owners, seed)
+    if servers < 1 or (servers > 1 and not database_url):
+        raise typer.BadParameter(
+            "several servers need one shared database: give --database-url postgresql://...",
+            param_hint="--servers",
+        )
+    if database_url is not None and not database_url.startswith(("postgresql://", "postgres://")):
+        raise typer.BadParameter("expected postgresql://...", param_hint="--database-url")
+    result = bench.run(clients, seconds, owners, seed, servers, database_url)
     save_json(results, "serve", result)
     _write(doc, "serve", bench.markdown(result, _command()))
     print(json.dumps(result) if as_json else bench.markdown(result, _command()))
-    if result["total"]["errors"]:
+    if result["total"]["errors"] or result["total"]["lost_writes"]:
         raise typer.Exit(1)
 
 
@@ -546,7 +559,10 @@ def answer(
     if not chosen:
         raise typer.BadParameter("give at least one share", param_hint="--shares")
     settings: dict[str, Any] = {
-        "questions": questions, "memories": memories, "filler": filler, "shares": chosen
+        "questions": questions,
+        "memories": memories,
+        "filler": filler,
+        "shares": chosen,
     }
     if quick:
         settings = {**bench.QUICK, "model": "engram-lm"}
