@@ -14,6 +14,7 @@ before them; the rest are reused as they are.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -79,8 +80,6 @@ def keeps_every_token(block: KVBlock) -> bool:
 
 
 def _takes(model: Any, name: str) -> bool:
-    import inspect
-
     return name in inspect.signature(model.forward).parameters
 
 
@@ -228,7 +227,7 @@ def recompute(
         values[index][:, picked] = v[0, :, -s:].to(dtype).cpu()
 
 
-def compose(
+def compose(  # the caller holds the model's lock: the layer walk swaps its layers briefly
     model: Any,
     head: KVBlock,
     segments: Sequence[KVBlock],
