@@ -45,6 +45,12 @@ def _figure(doc: Path | None, results: Path, name: str) -> tuple[Path, str]:
     return base / "img" / name, f"img/{name}"
 
 
+def _check_data(data: Path | None) -> None:
+    """A given --data must be a file (None: the bench's bundled default)."""
+    if data is not None and not data.is_file():
+        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -129,8 +135,7 @@ def locomo(
     from engram.bench import locomo as bench
     from engram.bench.report import save_json
 
-    if not data.is_file():
-        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    _check_data(data)
     if cv:
         _locomo_cv(data, _ints(convs) or None, folds, results, doc, as_json)
         return
@@ -255,8 +260,7 @@ def feedback(
     from engram.bench import feedback as bench
     from engram.bench.report import save_json
 
-    if data is not None and not data.is_file():
-        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    _check_data(data)
     sample = resources.files("engram") / "data" / "sample_conversation.json"
     with resources.as_file(sample) as default:
         result = bench.run(data or default, _ints(convs) or None)
@@ -456,8 +460,7 @@ def router(
     from engram.bench import router as bench
     from engram.bench.report import save_json
 
-    if not data.is_file():
-        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    _check_data(data)
     result = bench.run(data, _ints(convs) or None)
     save_json(results, "router", result)
     _write(doc, "router", bench.markdown(result, _command()))
@@ -506,8 +509,7 @@ def scheduler(
     from engram.bench import scheduler as bench
     from engram.bench.report import save_json
 
-    if data is not None and not data.is_file():
-        raise typer.BadParameter(f"{data} is not a file", param_hint="--data")
+    _check_data(data)
     if quick:
         days, queries = 4, 30
     if budget is None:

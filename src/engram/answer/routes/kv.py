@@ -20,6 +20,7 @@ from engram.tiers import ACTIVATION
 
 if TYPE_CHECKING:
     from engram.activation.block import KVBlock
+    from engram.activation.compress.base import Compressor
     from engram.activation.tier import ActivationTier
     from engram.answer.models import LoadedModel
     from engram.answer.prompt import AnswerPrompt
@@ -30,42 +31,50 @@ def _tier(job: AnswerJob) -> ActivationTier:
     return job.cube.tiers[ACTIVATION]  # type: ignore[return-value]
 
 
+def _prefix_block(
+    tier: ActivationTier,
+    loaded: LoadedModel,
+    ids: list[int],
+    compressor: Compressor | None,
+    meta: dict[str, Any],
+    sources: list[tuple[str, int]],
+) -> tuple[KVBlock, str, bool]:
+    """The block of `ids` read from the start of a prompt: stored, or built (compressed),
+    stored and recorded as built from `sources` now. Returns it, its key, built now."""
+    from engram.activation.build import build_kv
+
+    store = tier.kv.store()
+    method = compressor.spec() if compressor is not None else []
+    key = store.key_for(loaded.fingerprint, method, ids)
+    found = store.find(key, loaded.fingerprint, loaded.tokenizer_hash)
+    if found is not None:
+        return found, key, False
+    meta = {"owner": tier.owner, "model": loaded.name, **meta}
+    block = build_kv(loaded.model, ids, loaded.tokenizer, compressor, meta, loaded.fingerprint)
+    return block, tier.keep(block, sources), True
+
+
 def _whole(job: AnswerJob, loaded: LoadedModel, prompt: AnswerPrompt) -> tuple[KVBlock, KVUse]:
     """The block of the prompt's whole context: stored, or built and stored now."""
-    from engram.activation.build import build_kv
     from engram.activation.compress import parse_method
 
-    tier = _tier(job)
-    store = tier.kv.store()
-    compressor = parse_method(job.config.kv.method)
-    method = compressor.spec() if compressor is not None else []
-    key = store.key_for(loaded.fingerprint, method, prompt.context_ids)
-    found = store.find(key, loaded.fingerprint, loaded.tokenizer_hash)
-    hit = found is not None
-    if found is None:
-        ids = [hit.id for hit in prompt.ordered]
-        versions = [(item.id, item.version) for item in (job.cube.get(i) for i in ids)]
-        meta: dict[str, Any] = {"owner": job.owner, "memory_ids": ids, "model": loaded.name}
-        found = build_kv(
-            loaded.model, prompt.context_ids, loaded.tokenizer, compressor, meta, loaded.fingerprint
-        )
-        key = tier.keep(found, versions)
-    use = KVUse(key=key, hit=hit, reused_tokens=found.n_tokens, method=found.method_name)
-    return found, use
+    ids = [hit.id for hit in prompt.ordered]
+    versions = [(item.id, item.version) for item in (job.cube.get(i) for i in ids)]
+    block, key, built = _prefix_block(
+        _tier(job),
+        loaded,
+        prompt.context_ids,
+        parse_method(job.config.kv.method),
+        {"memory_ids": ids},
+        versions,
+    )
+    use = KVUse(key=key, hit=not built, reused_tokens=block.n_tokens, method=block.method_name)
+    return block, use
 
 
 def _head(tier: ActivationTier, loaded: LoadedModel, ids: list[int]) -> tuple[KVBlock, str, bool]:
-    """The block of the prompts' head (instructions): stored, or built and stored now."""
-    from engram.activation.build import build_kv
-
-    store = tier.kv.store()
-    key = store.key_for(loaded.fingerprint, [], ids)
-    head = store.find(key, loaded.fingerprint, loaded.tokenizer_hash)
-    if head is not None:
-        return head, key, False
-    meta = {"owner": tier.owner, "memory_ids": [], "model": loaded.name, "part": "head"}
-    head = build_kv(loaded.model, ids, loaded.tokenizer, None, meta, loaded.fingerprint)
-    return head, tier.keep(head, []), True
+    """The block of the prompts' head (instructions, uncompressed): stored, or built now."""
+    return _prefix_block(tier, loaded, ids, None, {"memory_ids": [], "part": "head"}, [])
 
 
 def memory_block(
