@@ -27,6 +27,8 @@ from engram.bundle.manifest import MANIFEST, write_manifest
 from engram.embed import Embedder
 from engram.importers import import_file
 from engram.scope import Scope
+from engram.store.migrate import OwnerDump
+from engram.text.tier import TextTier
 from engram.tiers import ACTIVATION, PARAMETRIC, TEXT
 
 SAMPLE = Path(str(resources.files("engram") / "data" / "sample_conversation.json"))
@@ -108,6 +110,12 @@ def _everything(m: Memory) -> dict[str, Any]:
     }
 
 
+def _dump(m: Memory) -> OwnerDump:
+    dump = TextTier(None, owner=OWNER, store=m.store).dump()
+    assert dump is not None
+    return dump
+
+
 def _unread(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in i.items() if "access" not in k} for i in items]
 
@@ -153,9 +161,10 @@ def test_a_bundle_imports_into_a_fresh_home_identically(
     assert any((ACTIVATION, report.activation[0], True) in h for h in held.values())
     assert 1 <= sum((PARAMETRIC, "v1", True) in h for h in held.values()) <= 2
 
-    with _open(target, embedder) as m:  # the target's owner changed: refused, not mixed
-        with pytest.raises(BundleConflictError, match=f"already holds {OWNER} with other data"):
-            m.import_cube(path)
+    with _open(target, embedder) as m:  # searched since (more accesses): nothing to add
+        accessed = _dump(m).tables["memories"]
+        assert m.import_cube(path).action == "skipped"
+        assert _dump(m).tables["memories"] == accessed  # the target's own use is kept
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -341,8 +350,8 @@ def test_the_cli_exports_and_imports_a_cube(
     result = runner.invoke(app, ["--home", str(target), "cube", "import", str(out)])
     assert result.exit_code == 0 and "skipped" in result.stdout, result.output
     result = runner.invoke(app, ["--home", str(target), "--json", "cube", "import", str(bundle)])
-    assert result.exit_code == 2  # exported before the source was searched: other data
-    assert json.loads(result.stdout)["error"]["code"] == "bundle_conflict"
+    assert result.exit_code == 0, result.output  # an older export: the target has it all
+    assert json.loads(result.stdout)["action"] == "skipped"
     result = runner.invoke(app, ["--home", str(target), "--json", "cube", "import", str(tmp_path)])
     assert result.exit_code == 2
     assert json.loads(result.stdout)["error"]["code"] == "bundle_invalid"
@@ -411,3 +420,99 @@ def test_a_conflicting_artifact_refuses_the_whole_import(
             m.import_cube(bundle)
         assert m.owners() == [] and m.store.artifacts() == [] and m.kv.ls() == []
     assert [p.name for p in (target / "lora" / "user%3Amaya-tomas").iterdir()] == ["v1"]
+
+
+def _newer(m: Memory) -> list[str]:
+    """Changes after an export: two new memories, a correction, a label, a policy."""
+    items = m.get_all(user_id=USER, limit=3).items
+    added = [
+        m.add("Maya adopted a second dog named Pixel in 2025", user_id=USER),
+        m.add("Tomas started learning the cello", user_id=USER),
+    ]
+    m.update(items[2].id, "Maya rides a blue road bicycle", reason="repainted", user_id=USER)
+    m.feedback("Which instrument does Tomas play?", cited=[added[1][0].id], user_id=USER)
+    m.set_retention_policy(user_id=USER, memory_type="turn", max_active=400)
+    return [a[0].id for a in added]
+
+
+def _incremental(bundle: Path, embedder: Embedder, tmp_path: Path, target: Memory) -> None:
+    """The target imports the bundle; a copy of the cube changes and is exported again;
+    the target imports that newer export: it adds only what changed, and then holds the
+    very rows of the copy."""
+    assert target.import_cube(bundle).action == "imported"
+    jobs = len(_dump(target).tables["jobs"])
+    with _open(tmp_path / "copy", embedder) as m:
+        m.import_cube(bundle)
+        new_ids = _newer(m)
+        m.export_cube(tmp_path / "newer.tar", user_id=USER)
+        want = _dump(m)
+    report = target.import_cube(tmp_path / "newer.tar")
+    assert report.action == "updated", report
+    assert report.added == {
+        "memories": 2,
+        "memories_updated": 1,
+        "versions": 3,  # one per new memory, one for the correction
+        "feedback_queries": 1,
+        "feedback": 1,
+        "rerankers": 1,  # retrained on the new label: replaces the held one
+        "retention_policies": 1,  # set later: replaces the held one
+        "jobs": len(want.tables["jobs"]) - jobs,  # the new memories' extraction jobs
+    }
+    assert report.added["jobs"] > 0
+    assert _dump(target).digests() == want.digests()
+    assert {h.id for h in target.search("second dog Pixel", user_id=USER, k=3)} >= {new_ids[0]}
+    assert target.import_cube(tmp_path / "newer.tar").action == "skipped"
+    assert target.import_cube(bundle).action == "skipped"  # older: it has nothing new
+
+
+def test_a_newer_export_adds_only_what_changed(
+    bundle: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    with _open(tmp_path / "target", embedder) as target:
+        _incremental(bundle, embedder, tmp_path, target)
+
+
+def test_a_newer_export_adds_only_what_changed_on_postgresql(
+    bundle: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    from store_contract._pg import fresh_database, started_server
+
+    with started_server() as server:
+        url = fresh_database(server)
+        target = Memory(home=tmp_path / "t", embedder=embedder, lora=LORA, database_url=url)
+        try:
+            _incremental(bundle, embedder, tmp_path, target)
+        finally:
+            target.close()
+
+
+def test_a_cube_changed_in_both_places_is_refused_and_kept(
+    bundle: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    with _open(tmp_path / "copy", embedder) as m:
+        m.import_cube(bundle)
+        first = m.get_all(user_id=USER, limit=1).items[0]
+        m.update(first.id, "Maya moved to Braga", user_id=USER)
+        m.export_cube(tmp_path / "theirs", user_id=USER)
+    with _open(tmp_path / "target", embedder) as m:
+        m.import_cube(bundle)
+        m.update(first.id, "Maya moved to Faro", user_id=USER)
+        m.add("Tomas bought a kayak", user_id=USER)
+        before = _dump(m)
+        with pytest.raises(BundleConflictError, match=f"memory {first.id} was changed both"):
+            m.import_cube(tmp_path / "theirs")
+        assert _dump(m).digests() == before.digests()
+        assert m.get(first.id, user_id=USER).memory == "Maya moved to Faro"
+
+
+def test_the_same_turns_under_other_ids_are_a_conflict(
+    bundle: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    """Two homes that imported the same conversation on their own hold its turns under
+    other memory ids: merging them is fuse's work, not an import's."""
+    with _open(tmp_path / "target", embedder) as m:
+        import_file(m, SAMPLE)
+        before = _dump(m)
+        with pytest.raises(BundleConflictError, match="which this home holds as memory"):
+            m.import_cube(bundle)
+        assert _dump(m).digests() == before.digests() and m.kv.ls() == []

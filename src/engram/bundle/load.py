@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from engram.bundle.errors import BundleConflictError, BundleError
+from engram.bundle.errors import BundleError
 from engram.bundle.export import FINGERPRINT_FIELD, artifact_models
 from engram.bundle.manifest import BundleReport, opened, verify
+from engram.bundle.merge import OwnerMerge, plan_merge
 from engram.bundle.tables import read_tables
 from engram.embed import Embedder
 from engram.errors import StoreError, ValidationError, write_error
@@ -88,12 +89,19 @@ def _import(
             f"{len(dump.tables['feedback_queries'])} feedback queries with {embedder.name} "
             f"({embedder.dim}-d); the bundle's vectors are of {source[0]} ({source[1]}-d)"
         )
-    changed = _write(root, dump, kept, TextTier(None, owner=owner, store=store), derived(owner))
+    text = TextTier(None, owner=owner, store=store)
+    merge, placed, held = _write(root, dump, kept, text, derived(owner))
     report.activation = sorted(kept[ACTIVATION])
     report.parametric = sorted(kept[PARAMETRIC], key=lambda v: int(v[1:]))
-    if not changed:
+    report.added = merge.counts()
+    if placed:
+        report.added["artifacts"] = placed
+    if not report.added:
         report.action = "skipped"
-        report.notes.append(f"{owner} is held already with identical data: nothing changed")
+        report.notes.append(f"{owner} is held already with everything the bundle has")
+    elif held:
+        report.action = "updated"
+        report.notes.append(f"{owner} was held already: added what the bundle has that it lacked")
     return report
 
 
@@ -103,28 +111,29 @@ def _write(
     kept: dict[str, set[str]],
     text: TextTier,
     derived: tuple[Tier[Any, Any], ...],
-) -> bool:
-    """Place the kept artifacts, then write the text tier; whether anything was added. A
-    conflict is found before anything is written; files placed are removed on failure."""
+) -> tuple[OwnerMerge, int, bool]:
+    """Place the kept artifacts, then write the text tier (all of it for a new owner, what
+    it adds for a held one): the change made, the artifacts placed, whether the owner was
+    held. A conflict is found before anything is written; files placed are removed on
+    failure."""
     held = text.dump()
-    if held is not None and held.digests() != dump.digests():
-        raise BundleConflictError(
-            f"this home already holds {text.owner} with other data than the bundle; nothing "
-            "was imported (an owner is never overwritten or mixed)"
-        )
+    plan_merge(held or OwnerDump(text.owner), dump)  # BundleConflictError: nothing written
     tiers = {tier.name: tier for tier in derived}
     kv = cast("ActivationTier", tiers[ACTIVATION])
     lora = cast("ParametricTier", tiers[PARAMETRIC])
     before = {a.key for a in kv.held()}, {a.key for a in lora.held()}
     try:
-        placed = kv.load(root / ACTIVATION, keys=kept[ACTIVATION])
-        placed += lora.load(root / PARAMETRIC, versions=kept[PARAMETRIC])
-        written = text.load(root / TEXT, dump=dump)
+        kv.load(root / ACTIVATION, keys=kept[ACTIVATION])
+        lora.load(root / PARAMETRIC, versions=kept[PARAMETRIC])
+        merge = text.merge(dump)
     except BaseException:
         kv.discard({a.key for a in kv.held()} - before[0])
         lora.discard({a.key for a in lora.held()} - before[1])
         raise
-    return bool(placed or written)
+    placed = len({a.key for a in kv.held()} - before[0]) + len(
+        {a.key for a in lora.held()} - before[1]
+    )
+    return merge, placed, held is not None
 
 
 def _owner_of(manifest: dict[str, Any], path: Path) -> str:

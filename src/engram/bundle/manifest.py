@@ -24,8 +24,9 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class BundleReport:
-    """What an export or import did. `action`: 'exported', 'imported' or 'skipped' (the
-    target held the owner already, identical)."""
+    """What an export or import did. `action`: 'exported', 'imported', 'updated' (the
+    target held the owner: the bundle added what it lacked, `added` says what) or
+    'skipped' (the target held everything the bundle has)."""
 
     action: str
     owner: str
@@ -37,6 +38,7 @@ class BundleReport:
     parametric: list[str] = field(default_factory=list)  # adapter versions kept
     dropped: list[str] = field(default_factory=list)  # artifacts left out, with why
     reembedded: bool = False
+    added: dict[str, int] = field(default_factory=dict)  # rows per table; memories_updated
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:

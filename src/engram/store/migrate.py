@@ -20,10 +20,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engram.errors import ConfigError, EmbedderMismatchError, StoreError, ValidationError
 from engram.timeutil import iso
+
+if TYPE_CHECKING:
+    from engram.bundle.merge import OwnerMerge
 
 # The neutral row layout of each table; `memory_id` stands where a store has a key.
 TABLES: dict[str, tuple[str, ...]] = {
@@ -128,6 +131,8 @@ class StoreWriter(StoreReader, Protocol):
     def set_embedder(self, name: str, dim: int) -> None: ...
 
     def load(self, dump: OwnerDump) -> None: ...
+
+    def merge(self, dump: OwnerDump) -> OwnerMerge: ...
 
 
 # -- the SQLite side (read only) ------------------------------------------------------

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engram.errors import StoreError
 from engram.store.migrate import OwnerDump, Row, SQLiteReader, payload_in
+
+if TYPE_CHECKING:
+    from engram.bundle.merge import OwnerMerge
 
 
 def _cube_tag(cube: int) -> str:
@@ -46,15 +50,35 @@ class SQLiteTransfer(SQLiteReader):
 
     def load(self, dump: OwnerDump) -> None:
         """Write one owner (absent from this file) in one transaction: all or nothing."""
+        self._write(dump.owner, lambda: _load(self.conn, dump))
+
+    def merge(self, dump: OwnerDump) -> OwnerMerge:
+        """Add what `dump` brings to its owner (engram.bundle.merge), planned, written and
+        read back in one transaction: the change made, all or nothing."""
+        from engram.bundle.merge import check_merged, plan_merge
+
+        done: list[OwnerMerge] = []
+
+        def write() -> None:
+            merge = plan_merge(self._dump(dump.owner), dump)
+            if not merge.empty:
+                _apply(self.conn, merge)
+                check_merged(merge, self._dump(dump.owner), self.where)
+            done.append(merge)
+
+        self._write(dump.owner, write)
+        return done[0]
+
+    def _write(self, owner: str, write: Callable[[], None]) -> None:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
             raise StoreError(f"cannot write {self.where}: {err}") from err
         try:
-            _load(self.conn, dump)
+            write()
         except sqlite3.Error as err:
             self.conn.execute("ROLLBACK")
-            raise StoreError(f"cannot write owner {dump.owner!r} to {self.where}: {err}") from err
+            raise StoreError(f"cannot write owner {owner!r} to {self.where}: {err}") from err
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -62,7 +86,52 @@ class SQLiteTransfer(SQLiteReader):
 
 
 def _load(conn: sqlite3.Connection, dump: OwnerDump) -> None:
-    owner, t = dump.owner, dump.tables
+    _owner_rows(conn, dump.owner, dump.tables)
+    if dump.tables["cubes"]:
+        _cube_rows(conn, _new_cube(conn, dump), dump.tables, {}, {})
+
+
+def _apply(conn: sqlite3.Connection, merge: OwnerMerge) -> None:
+    t = merge.new.tables
+    _owner_rows(conn, merge.owner, t)
+    row = conn.execute("SELECT id FROM cubes WHERE owner = ?", (merge.owner,)).fetchone()
+    if row is None and not t["cubes"]:
+        return
+    cube: int = row[0] if row is not None else _new_cube(conn, merge.new)
+    keys = dict(conn.execute("SELECT id, key FROM memories WHERE cube_id = ?", (cube,)))
+    queries = dict(
+        enumerate(
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM feedback_queries WHERE cube_id = ? ORDER BY id", (cube,)
+            )
+        )
+    )
+    for r in merge.changed:
+        conn.execute(
+            "UPDATE memories SET type = ?, state = ?, text = ?, metadata = ?, user_id = ?, "
+            "agent_id = ?, session_id = ?, source_id = ?, turn_index = ?, role = ?, name = ?, "
+            "occurred_at = ?, source = ?, version = ?, created_at = ?, updated_at = ?, "
+            "access_count = ?, last_accessed_at = ?, strength = ?, last_recalled_at = ?, "
+            "recall_count = ?, pinned = ?, expires_at = ?, tier = ?, embedding = ? "
+            "WHERE key = ?",
+            (*r[1:4], r[5] or "{}", *r[6:23], int(r[23]), *r[24:], keys[r[0]]),
+        )
+        conn.execute("UPDATE memories_fts SET body = ? WHERE rowid = ?", (r[4], keys[r[0]]))
+    if merge.drop_reranker:
+        conn.execute("DELETE FROM rerankers WHERE cube_id = ?", (cube,))
+    conn.executemany(
+        "DELETE FROM retention_policies WHERE cube_id = ? AND type = ?",
+        [(cube, kind) for kind in merge.drop_policies],
+    )
+    _cube_rows(conn, cube, t, keys, queries)
+    conn.execute(
+        "UPDATE cubes SET rev = rev + 1, feedback_rev = feedback_rev + ? WHERE id = ?",
+        (1 if t["feedback"] or merge.drop_reranker else 0, cube),
+    )
+
+
+def _owner_rows(conn: sqlite3.Connection, owner: str, t: dict[str, list[Row]]) -> None:
     conn.executemany(
         "INSERT INTO idempotency_keys (owner, key, fingerprint, state, status, response, "
         "started_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -73,28 +142,41 @@ def _load(conn: sqlite3.Connection, dump: OwnerDump) -> None:
         "created_at) VALUES (?, ?, ?, ?, ?, ?)",
         [(r[0], owner, *r[1:]) for r in t["tier_artifacts"]],
     )
-    if not t["cubes"]:
-        return
+
+
+def _new_cube(conn: sqlite3.Connection, dump: OwnerDump) -> int:
+    t = dump.tables
     cube: int = conn.execute(
         "INSERT INTO cubes (owner, created_at, rev, feedback_rev) VALUES (?, ?, ?, ?) RETURNING id",
-        (owner, t["cubes"][0][0], 1 if t["memories"] else 0, 1 if t["feedback"] else 0),
+        (dump.owner, t["cubes"][0][0], 1 if t["memories"] else 0, 1 if t["feedback"] else 0),
     ).fetchone()[0]
-    keys = _insert_memories(conn, cube, t["memories"])
+    return cube
+
+
+def _cube_rows(
+    conn: sqlite3.Connection,
+    cube: int,
+    t: dict[str, list[Row]],
+    keys: dict[str, int],
+    queries: dict[int, int],
+) -> None:
+    """The cube's rows of `t`; `keys` (memory id -> key) and `queries` (ordinal -> id) of
+    rows held already, extended with those inserted."""
+    keys.update(_insert_memories(conn, cube, t["memories"]))
     conn.executemany(
         "INSERT INTO versions (memory_key, version, event, text, metadata, reason, source, at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(keys[r[0]], *r[1:4], r[4] or "{}", *r[5:]) for r in t["versions"]],
     )
-    query_ids: dict[int, int] = {}
     for q in t["feedback_queries"]:
-        query_ids[q[0]] = conn.execute(
+        queries[q[0]] = conn.execute(
             "INSERT INTO feedback_queries (cube_id, query, vector, at) VALUES (?, ?, ?, ?) "
             "RETURNING id",
             (cube, q[1], q[2], q[3]),
         ).fetchone()[0]
     conn.executemany(
         "INSERT INTO feedback (query_id, memory_key, label) VALUES (?, ?, ?)",
-        [(query_ids[r[0]], keys[r[1]], r[2]) for r in t["feedback"]],
+        [(queries[r[0]], keys[r[1]], r[2]) for r in t["feedback"]],
     )
     conn.executemany(
         "INSERT INTO rerankers (cube_id, weights, events, updated_at) VALUES (?, ?, ?, ?)",

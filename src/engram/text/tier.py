@@ -12,6 +12,7 @@ from engram.tiers import TEXT, Artifact, Tier
 from engram.types import MemoryItem, MemoryState
 
 if TYPE_CHECKING:
+    from engram.bundle.merge import OwnerMerge
     from engram.cube import MemCube
     from engram.store.migrate import OwnerDump, StoreWriter
 
@@ -90,30 +91,23 @@ class TextTier(Tier[NewMemory, list[MemoryItem]]):
 
     def load(self, src: Path, **options: Any) -> int:
         """Write the owner's rows that `export` wrote under `src` (or `dump=`, the same rows
-        prepared by the caller, e.g. re-embedded) in one transaction, then read them back
-        and compare every table's digest. An owner held already with identical rows is
-        skipped (0); with other rows, refused. Returns the memories written."""
-        from engram.bundle.errors import BundleConflictError
-        from engram.bundle.tables import read_tables
+        prepared by the caller, e.g. re-embedded). Returns the memories added or updated;
+        `merge` says what else."""
+        merge = self.merge(options.get("dump") or _read_tables(src, self.owner))
+        return len(merge.new.tables["memories"]) + len(merge.changed)
 
-        dump: OwnerDump = options.get("dump") or read_tables(src, self.owner)
+    def merge(self, dump: OwnerDump) -> OwnerMerge:
+        """Add `dump`'s rows to the owner: all of them when this store lacks it, else what
+        they add to it (engram.bundle.merge: a union that never deletes; version chains
+        that went apart are refused), planned, written and read back in one transaction."""
         transfer = store_transfer(self.store)
         try:
-            if self.owner in transfer.owners():
-                if transfer.dump(self.owner).digests() == dump.digests():
-                    return 0
-                raise BundleConflictError(
-                    f"{transfer.where} already holds {self.owner} with other data than the "
-                    "bundle; nothing was imported (an owner is never overwritten or mixed)"
-                )
-            transfer.load(dump)
-            got = transfer.dump(self.owner).digests()
+            return transfer.merge(dump)
         finally:
             transfer.close()
-        wrong = [t for t, d in dump.digests().items() if got[t] != d]
-        if wrong:
-            raise StoreError(
-                f"{self.owner} does not read back as written (tables {', '.join(wrong)}); "
-                "its transaction was committed, inspect it"
-            )
-        return len(dump.tables["memories"])
+
+
+def _read_tables(src: Path, owner: str) -> OwnerDump:
+    from engram.bundle.tables import read_tables
+
+    return read_tables(src, owner)

@@ -5,7 +5,7 @@ target's own keys (memory ids, versions and times are kept)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psycopg import Cursor
@@ -14,6 +14,9 @@ from psycopg.types.json import Jsonb
 from engram.store.migrate import OwnerDump, Row, js, payload_in, payload_out, to_datetime, ts
 from engram.store.postgres.conn import ALL_OWNERS
 from engram.store.postgres.memories import as_array
+
+if TYPE_CHECKING:
+    from engram.bundle.merge import OwnerMerge
 
 Cur = Cursor[Any]
 
@@ -73,6 +76,20 @@ class PostgresTransfer:
         """Write one owner (absent from this database) in one transaction."""
         with self.db.tx(dump.owner) as cur:
             _load(cur, dump)
+
+    def merge(self, dump: OwnerDump) -> OwnerMerge:
+        """Add what `dump` brings to its owner (engram.bundle.merge), planned, written and
+        read back in one transaction (the owner's cube row locked): the change made, all or
+        nothing."""
+        from engram.bundle.merge import check_merged, plan_merge
+
+        with self.db.tx(dump.owner) as cur:
+            cur.execute("SELECT id FROM cubes WHERE owner = %s FOR UPDATE", (dump.owner,))
+            merge = plan_merge(_dump(cur, dump.owner), dump)
+            if not merge.empty:
+                _apply(cur, merge)
+                check_merged(merge, _dump(cur, dump.owner), self.where)
+        return merge
 
 
 def _rows(cur: Cur, query: str, params: tuple[Any, ...]) -> list[Row]:
@@ -190,6 +207,13 @@ def _returned(cur: Cur) -> list[int]:
             return out
 
 
+def _memory_values(r: Row) -> tuple[Any, ...]:
+    """A neutral memory row as the values of the memories columns, id to embedding."""
+    return (*r[:5], _json(r[5]), *r[6:13], to_datetime(r[13]), r[14], r[15],
+            to_datetime(r[16]), to_datetime(r[17]), r[18], to_datetime(r[19]), r[20],
+            to_datetime(r[21]), r[22], r[23], to_datetime(r[24]), r[25], _vec(r[26]))  # fmt: skip
+
+
 def _insert_memories(cur: Cur, owner: str, cube: int, rows: list[Row]) -> dict[str, int]:
     """Insert memory rows; returns their new keys by memory id."""
     if not rows:
@@ -201,19 +225,53 @@ def _insert_memories(cur: Cur, owner: str, cube: int, rows: list[Row]) -> dict[s
         "strength, last_recalled_at, recall_count, pinned, expires_at, tier, embedding) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
         "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING key",
-        [
-            (owner, cube, *r[:5], _json(r[5]), *r[6:13], to_datetime(r[13]), r[14], r[15],
-             to_datetime(r[16]), to_datetime(r[17]), r[18], to_datetime(r[19]), r[20],
-             to_datetime(r[21]), r[22], r[23], to_datetime(r[24]), r[25], _vec(r[26]))
-            for r in rows
-        ],
+        [(owner, cube, *_memory_values(r)) for r in rows],
         returning=True,
-    )  # fmt: skip
+    )
     return {r[0]: key for r, key in zip(rows, _returned(cur), strict=True)}
 
 
 def _load(cur: Cur, dump: OwnerDump) -> None:
-    owner, t = dump.owner, dump.tables
+    _owner_rows(cur, dump.owner, dump.tables)
+    if dump.tables["cubes"]:
+        _cube_rows(cur, dump.owner, _new_cube(cur, dump), dump.tables, {}, {})
+
+
+def _apply(cur: Cur, merge: OwnerMerge) -> None:
+    owner, t = merge.owner, merge.new.tables
+    _owner_rows(cur, owner, t)
+    found = _rows(cur, "SELECT id FROM cubes WHERE owner = %s", (owner,))
+    if not found and not t["cubes"]:
+        return
+    cube: int = found[0][0] if found else _new_cube(cur, merge.new)
+    query = "SELECT id, key FROM memories WHERE owner = %s AND cube_id = %s"
+    keys: dict[str, int] = {r[0]: r[1] for r in _rows(cur, query, (owner, cube))}
+    query = "SELECT id FROM feedback_queries WHERE owner = %s AND cube_id = %s ORDER BY id"
+    queries = dict(enumerate(r[0] for r in _rows(cur, query, (owner, cube))))
+    cur.executemany(
+        "UPDATE memories SET type = %s, state = %s, text = %s, index_text = %s, metadata = %s, "
+        "user_id = %s, agent_id = %s, session_id = %s, source_id = %s, turn_index = %s, "
+        "role = %s, name = %s, occurred_at = %s, source = %s, version = %s, created_at = %s, "
+        "updated_at = %s, access_count = %s, last_accessed_at = %s, strength = %s, "
+        "last_recalled_at = %s, recall_count = %s, pinned = %s, expires_at = %s, tier = %s, "
+        "embedding = %s WHERE owner = %s AND key = %s",
+        [(*_memory_values(r)[1:], owner, keys[r[0]]) for r in merge.changed],
+    )
+    if merge.drop_reranker:
+        cur.execute("DELETE FROM rerankers WHERE owner = %s AND cube_id = %s", (owner, cube))
+    cur.executemany(
+        "DELETE FROM retention_policies WHERE owner = %s AND cube_id = %s AND type = %s",
+        [(owner, cube, kind) for kind in merge.drop_policies],
+    )
+    _cube_rows(cur, owner, cube, t, keys, queries)
+    cur.execute(
+        "UPDATE cubes SET rev = rev + 1, feedback_rev = feedback_rev + %s "
+        "WHERE owner = %s AND id = %s",
+        (1 if t["feedback"] or merge.drop_reranker else 0, owner, cube),
+    )
+
+
+def _owner_rows(cur: Cur, owner: str, t: dict[str, list[Row]]) -> None:
     cur.executemany(
         "INSERT INTO idempotency_keys (owner, key, fingerprint, state, status, response, "
         "started_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -224,14 +282,28 @@ def _load(cur: Cur, dump: OwnerDump) -> None:
         "created_at) VALUES (%s, %s, %s, %s, %s, %s)",
         [(owner, *r[:4], to_datetime(r[4])) for r in t["tier_artifacts"]],
     )
-    if not t["cubes"]:
-        return
+
+
+def _new_cube(cur: Cur, dump: OwnerDump) -> int:
     cur.execute(
         "INSERT INTO cubes (owner, created_at) VALUES (%s, %s) RETURNING id",
-        (owner, to_datetime(t["cubes"][0][0])),
+        (dump.owner, to_datetime(dump.tables["cubes"][0][0])),
     )
-    cube = cur.fetchone()[0]  # type: ignore[index]
-    keys = _insert_memories(cur, owner, cube, t["memories"])
+    cube: int = cur.fetchone()[0]  # type: ignore[index]
+    return cube
+
+
+def _cube_rows(
+    cur: Cur,
+    owner: str,
+    cube: int,
+    t: dict[str, list[Row]],
+    keys: dict[str, int],
+    queries: dict[int, int],
+) -> None:
+    """The cube's rows of `t`; `keys` (memory id -> key) and `queries` (ordinal -> id) of
+    rows held already, extended with those inserted."""
+    keys.update(_insert_memories(cur, owner, cube, t["memories"]))
     cur.executemany(
         "INSERT INTO versions (owner, memory_key, version, event, text, metadata, reason, "
         "source, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -240,17 +312,16 @@ def _load(cur: Cur, dump: OwnerDump) -> None:
             for r in t["versions"]
         ],
     )
-    query_ids: dict[int, int] = {}
     for q in t["feedback_queries"]:
         cur.execute(
             "INSERT INTO feedback_queries (owner, cube_id, query, vector, at) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING id",
             (owner, cube, q[1], _vec(q[2]), to_datetime(q[3])),
         )
-        query_ids[q[0]] = cur.fetchone()[0]  # type: ignore[index]
+        queries[q[0]] = cur.fetchone()[0]  # type: ignore[index]
     cur.executemany(
         "INSERT INTO feedback (owner, query_id, memory_key, label) VALUES (%s, %s, %s, %s)",
-        [(owner, query_ids[r[0]], keys[r[1]], r[2]) for r in t["feedback"]],
+        [(owner, queries[r[0]], keys[r[1]], r[2]) for r in t["feedback"]],
     )
     cur.executemany(
         "INSERT INTO rerankers (owner, cube_id, weights, events, updated_at) "
