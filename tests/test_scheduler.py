@@ -416,5 +416,8 @@ def test_bench_replays_a_locomo_file_in_three_arms(tmp_path: Path, embedder: Emb
     assert result["moves"]["all"]["build"] == 4  # each day's arrivals, at the end of the day
     assert last["all"]["kv_hit_rate"] >= last["scheduler"]["kv_hit_rate"] > 0
     assert last["scheduler"]["bytes"]["activation"] <= 1 << 20
+    assert last["none"]["adapter_recall"] is None  # no adapter: no recall measured
+    assert 0.0 <= last["all"]["base_recall"] <= 1.0 and 0.0 <= last["all"]["adapter_recall"] <= 1.0
     table = markdown(result, "engram bench scheduler")
     assert table.count("| 1 | scheduler |") == 1 and "Moves:" in table
+    assert "| 1 | none | 1.00 / 0.00 / 0.00 |" in table and "adapter recall (base)" in table

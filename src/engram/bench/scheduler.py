@@ -9,8 +9,9 @@ moves (as `engram tiers run --now`), planned as of that simulated day. Per day a
 which tier holds what a question needs (parametric: every evidence memory learned by the
 adapter; kv: a hit has a KV block; else text), KV hits and the prefill they skip (tokens,
 and the time they take to recompute on the packaged LM here), text recall@k (must stay
-the same), and bytes per tier. Routes are where the memories are, not answer accuracy:
-the packaged LM is too small to answer from its adapter (docs/benchmarks.md)."""
+the same), recall of the facts the adapter learned through it (and through the bare base
+model, the floor), and bytes per tier. Routes are where the memories are, not answer
+accuracy (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from engram.tiers import ACTIVATION, PARAMETRIC
 
 ARMS = ("none", "scheduler", "all")
 ROUTES = ("text", "kv", "parametric")
+RECALL_SAMPLE = 64  # learned facts scored per day and arm (a fixed-seed sample)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Workload:
     seed: int
     budget_bytes: int
     model: str = "engram-lm"  # of the kv and lora tiers in every arm
+    lora_epochs: int = 8  # passes over each adapter batch (lora.epochs' default)
 
     def settings(self) -> dict[str, Any]:
         """The scheduler arm's settings: simulated days stand for the age rules' days."""
@@ -102,12 +105,51 @@ class Arm:
             home=home,
             kv={"model": work.model},
             answer={"model": work.model},  # the kv route reads, and the scheduler builds, for it
-            lora={"epochs": 1, "base_model": work.model},
+            lora={"epochs": work.lora_epochs, "base_model": work.model},
             extract={"enqueue": False},  # the same text tier in every arm
             scheduler=scheduler,
         )
         self.memory = Memory(config, embedder=embedder)
         self.moves: Counter[str] = Counter()
+        self._host: Any = None  # the base model the adapter recall is measured on
+
+    def adapter_recall(self, owner: str, learned: set[str]) -> dict[str, float] | None:
+        """Of (a sample of) the facts the latest adapter learned: exact-match recall
+        through the adapter and through the bare base model, and how much likelier (mean
+        log-probability per answer token) the adapter makes the answers; None without an
+        adapter."""
+        from engram.parametric.evaluation import probe, score_examples
+        from engram.parametric.tier import facts_of
+
+        m = self.memory
+        if not learned:
+            return None
+        if self._host is None:
+            from engram.parametric.cube import load_base
+            from engram.parametric.host import AdapterHost
+
+            self._host = AdapterHost(*load_base(m.config.lora.base_model, m.config))
+        host = self._host
+        items = sorted((i for i in m.iter_all(user_id=owner) if i.id in learned), key=_id)
+        facts, _ = facts_of(random.Random(0).sample(items, min(len(items), RECALL_SAMPLE)))
+        if not facts:
+            return None
+        name = host.load(m.lora.manifest(user_id=owner))
+        probes = [probe(f) for f in facts]
+        with host.using(name) as model:
+            adapted = score_examples(model, host.tokenizer, probes)
+        with host.using(None) as model:
+            base = score_examples(model, host.tokenizer, probes)
+        n = len(probes)
+        return {
+            "adapter_recall": round(sum(s.exact for s in adapted) / n, 3),
+            "base_recall": round(sum(s.exact for s in base) / n, 3),
+            "logp_gain": round(
+                sum(a.mean_logprob - b.mean_logprob for a, b in zip(adapted, base, strict=True))
+                / n,
+                3,
+            ),
+        }
 
     def end_of_day(self, owner: str, at: datetime) -> None:
         m = self.memory
@@ -181,6 +223,7 @@ def _day(arm: Arm, owner: str, asked: list[Question], k: int, ms: float) -> dict
         if cited:
             m.feedback(q.question, cited=cited, user_id=owner)
     n = max(len(asked), 1)
+    adapter = arm.adapter_recall(owner, learned)
     return {
         "questions": len(asked),
         "routes": {r: round(routes[r] / n, 3) for r in ROUTES},
@@ -188,6 +231,7 @@ def _day(arm: Arm, owner: str, asked: list[Question], k: int, ms: float) -> dict
         "prefill_tokens_saved": tokens,
         "ttft_saved_ms": round(tokens * ms, 1),
         f"recall@{k}": round(sum(recalls) / n, 4),
+        **(adapter or dict.fromkeys(("adapter_recall", "base_recall", "logp_gain"))),
         "bytes": nbytes,
     }
 
@@ -233,6 +277,10 @@ def run(data: Path, conv: int, work: Workload, embedder: Embedder | None = None)
     return out
 
 
+def _id(item: Any) -> str:
+    return str(item.id)
+
+
 def _messages(request: AddRequest) -> list[dict[str, Any]]:
     messages = request.messages
     return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
@@ -250,11 +298,14 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{cfg['queries_per_day']} questions a day (Zipf s={cfg['zipf']}) over "
         f"{cfg['days']} days; KV budget {cfg['budget_bytes'] >> 10} KiB per owner; "
         f"model `{cfg['model']}`, prefill {result['prefill_ms_per_token']} ms/token here. "
-        "Routes say which tier holds what a question needs, not answer accuracy.",
+        "Routes say which tier holds what a question needs, not answer accuracy. Adapter "
+        f"recall: exact-match recall of up to {RECALL_SAMPLE} facts the adapter learned, "
+        "through it (through the bare base model), and how much likelier it makes their "
+        "answers (mean log-probability per answer token, adapter minus base).",
         "",
         f"| day | arm | text / kv / parametric | KV hits | prefill saved | R@{k} "
-        "| KV KiB | adapter KiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| adapter recall (base) | KV KiB | adapter KiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for d in range(cfg["days"]):
         for arm in ARMS:
@@ -265,7 +316,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
                 f"| {d} | {arm} | {r['text']:.2f} / {r['kv']:.2f} / {r['parametric']:.2f} "
                 f"| {row['kv_hit_rate']:.2f} | {row['prefill_tokens_saved']} tok, "
                 f"{row['ttft_saved_ms']:.0f} ms | {row[f'recall@{k}']:.3f} "
-                f"| {b['activation'] >> 10} | {b['parametric'] >> 10} |"
+                f"| {_adapter(row)} | {b['activation'] >> 10} | {b['parametric'] >> 10} |"
             )
     moves = ", ".join(
         f"{arm}: " + (" ".join(f"{a} {n}" for a, n in sorted(result["moves"][arm].items())) or "-")
@@ -273,6 +324,12 @@ def markdown(result: dict[str, Any], command: str) -> str:
     )
     lines += ["", f"Moves: {moves}."]
     return "\n".join(lines)
+
+
+def _adapter(row: dict[str, Any]) -> str:
+    if row.get("adapter_recall") is None:
+        return "-"
+    return f"{row['adapter_recall']:.2f} ({row['base_recall']:.2f}), {row['logp_gain']:+.2f} log-p"
 
 
 def plot(result: dict[str, Any], path: Path) -> bool:

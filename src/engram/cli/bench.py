@@ -501,6 +501,9 @@ def scheduler(
     model: Annotated[
         str, typer.Option("--model", help="Model of the kv and lora tiers in every arm.")
     ] = "engram-lm",
+    lora_epochs: Annotated[
+        int, typer.Option("--lora-epochs", min=1, help="Passes over each adapter batch.")
+    ] = 8,
     results: ResultsOpt = Path("bench-results"),
     doc: DocOpt = None,
     as_json: JsonOpt = False,
@@ -514,7 +517,7 @@ def scheduler(
         days, queries = 4, 30
     if budget is None:
         budget = 256 << 10 if quick else 4 << 20
-    work = bench.Workload(days, queries, zipf, 5, 0, budget, model)
+    work = bench.Workload(days, queries, zipf, 5, 0, budget, model, lora_epochs)
     sample = resources.files("engram") / "data" / "sample_conversation.json"
     with resources.as_file(sample) as default:
         result = bench.run(data or default, conv, work)
