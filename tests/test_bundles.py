@@ -516,3 +516,40 @@ def test_the_same_turns_under_other_ids_are_a_conflict(
         with pytest.raises(BundleConflictError, match="which this home holds as memory"):
             m.import_cube(bundle)
         assert _dump(m).digests() == before.digests() and m.kv.ls() == []
+
+
+def test_a_locomo_format_conversation_round_trips(embedder: Embedder, tmp_path: Path) -> None:
+    """A generated conversation in the LoCoMo format (the project's development set):
+    every question finds the same memories with the same scores after export and import,
+    and every memory has the same history and retention state."""
+    from engram.bench.devset.generate import dumps, generate
+    from engram.importers.locomo import read_locomo
+
+    data = tmp_path / "devset.json"
+    data.write_text(dumps(generate(seed=5, conversations=1)))
+    [conversation] = read_locomo(data)
+    with Memory(home=tmp_path / "a", embedder=embedder) as m:
+        import_file(m, data)
+        owner = m.owners()[0]
+        report = m.export_cube(tmp_path / "conv.tar", **Scope.owner_kwargs(owner))
+    assert report.memories > 50
+    questions = [q.question for q in conversation.questions]
+
+    def seen(home: Path) -> tuple[Any, ...]:
+        with Memory(home=home, embedder=embedder) as m:
+            who = Scope.owner_kwargs(owner)
+            items = m.get_all(limit=1000, include_archived=True, **who).items
+            return (
+                [[(h.id, round(h.score, 6)) for h in m.search(q, k=10, **who)] for q in questions],
+                {i.id: [v.model_dump(mode="json") for v in m.history(i.id, **who)] for i in items},
+                [
+                    m.retention(i.id, **who).model_dump(exclude={"retrievability", "at"})
+                    for i in items
+                ],
+            )
+
+    want = seen(tmp_path / "a")
+    with Memory(home=tmp_path / "b", embedder=embedder) as m:
+        assert m.import_cube(tmp_path / "conv.tar").action == "imported"
+    got = seen(tmp_path / "b")
+    assert len(questions) > 10 and got == want
