@@ -28,7 +28,7 @@ from typing import Any
 
 from engram.bundle.errors import BundleConflictError
 from engram.errors import StoreError
-from engram.store.migrate import TABLES, OwnerDump, Row
+from engram.store.migrate import TABLES, OwnerDump, Row, mismatch
 
 _MEMORY = TABLES["memories"]
 _ID, _VERSION, _UPDATED = (_MEMORY.index(c) for c in ("id", "version", "updated_at"))
@@ -210,10 +210,8 @@ def _replaced(
 
 def check_merged(merge: OwnerMerge, got: OwnerDump, where: str) -> None:
     """StoreError unless the owner reads back as `merge.merged` (called before commit)."""
-    want, have = merge.merged.digests(), got.digests()
-    wrong = [t for t in TABLES if want[t] != have[t]]
-    if wrong:
-        detail = ", ".join(f"{t} {want[t][0]} rows vs {have[t][0]}" for t in wrong)
+    detail = mismatch(merge.merged, got)
+    if detail is not None:
         raise StoreError(
             f"{where}: owner {merge.owner!r} would not read back as merged ({detail}); "
             "nothing was imported"

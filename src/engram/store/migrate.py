@@ -356,11 +356,16 @@ def _check_embedders(reader: StoreReader, writer: StoreWriter) -> None:
         )
 
 
-def _verify(owner: str, want: OwnerDump, got: OwnerDump, where: str) -> None:
+def mismatch(want: OwnerDump, got: OwnerDump) -> str | None:
+    """The tables in which `got` differs from `want` (rows wanted vs read), or None."""
     mine, theirs = want.digests(), got.digests()
     wrong = [t for t in TABLES if mine[t] != theirs[t]]
-    if wrong:
-        detail = ", ".join(f"{t} {mine[t][0]} rows vs {theirs[t][0]}" for t in wrong)
+    return ", ".join(f"{t} {mine[t][0]} rows vs {theirs[t][0]}" for t in wrong) or None
+
+
+def _verify(owner: str, want: OwnerDump, got: OwnerDump, where: str) -> None:
+    detail = mismatch(want, got)
+    if detail is not None:
         raise StoreError(
             f"{where}: owner {owner!r} does not match the source after the copy ({detail}); "
             "its transaction was committed, inspect it"
