@@ -383,6 +383,7 @@ def test_the_api_doc_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENGRAM_ANSWER__MAX_TOKENS", "4")
     text = (DOCS / "api.md").read_text()
     section = text[text.index("## Answering questions") :]
+    section = section[: section.index("\n## ", 1)]  # up to the next section
     [code] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     exec(compile(code, str(DOCS / "api.md"), "exec"), {})  # noqa: S102 - the docs' own code
 

@@ -403,6 +403,7 @@ def test_the_api_doc_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
     section = text[text.index("## Cube bundles") :]
+    section = section[: section.index("\n## ", 1)]  # up to the next section
     [code] = re.findall(r"```py\n(.*?)```", section, flags=re.S)
     exec(compile(code, "docs/api.md", "exec"), {})  # noqa: S102 - the docs' own code
 

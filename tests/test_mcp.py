@@ -202,6 +202,7 @@ def _args(schema: dict[str, Any], memory_id: str) -> dict[str, Any]:
         "text": "probe",
         "query": "flowerpot",
         "question": "what does alice keep?",  # an answer echoes it: no probe word here
+        "cube": "agent:team",  # mount tools: a cube bob's key was not granted
     }
     args = {name: fill[name] for name in props if name in fill}
     missing = set(schema.get("required", [])) - set(args)
@@ -231,7 +232,13 @@ def test_every_tool_is_isolated_between_owners(served: Any) -> None:
             assert {name for name, _ in results} == set(TOOLS)
             for name, result in results:
                 assert SECRET not in _text(result) and "flowerpot" not in _text(result), name
-                own_cube = {"add_memory", "search_memories", "list_memories", "answer_question"}
+                own_cube = {
+                    "add_memory",
+                    "search_memories",
+                    "list_memories",
+                    "answer_question",
+                    "list_mounts",
+                }
                 if owner_named or name not in own_cube:
                     assert result.is_error and "not_found" in _text(result), (name, _text(result))
                 else:  # bob's own cube: allowed, and holds nothing of alice

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _server_helpers import make_keys
+from _server_helpers import bearer, make_keys
 from engram import Memory
 from engram.config import ServerConfig
 from engram.embed import Embedder
@@ -31,6 +31,7 @@ OVERRIDES = {
     "question": "what is in the safe?",
     "model": "engram",  # /v1/chat/completions: the served model
     "max_tokens": 4,
+    "cube": "agent:shared",  # /v1/mounts: a cube alice's key was granted (see `world`)
 }
 ID_LISTS = ("cited",)  # body fields that carry memory ids: filled with the probed id
 
@@ -42,6 +43,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
     with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
         store = KeyStore(home / "keys.db")
         keys = make_keys(store)
+        memory.add("the shared team cube", agent_id="shared")
+        keys.alice = bearer(store.create("alice", "write", reads=["agent:shared"])[0])
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
         with TestClient(app) as client:
             yield memory, keys, client
@@ -87,7 +90,9 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def _request(spec: dict[str, Any], path: str, op: dict[str, Any], memory_id: str) -> dict[str, Any]:
     params, url = {}, path
     for param in op.get("parameters", []):
-        if param["in"] == "path":
+        if param["in"] == "path" and param["name"] == "cube":
+            url = url.replace("{cube}", OVERRIDES["cube"])
+        elif param["in"] == "path":
             assert param["name"] == "memory_id", f"new path parameter {param['name']} in {path}"
             url = url.replace("{memory_id}", memory_id)
         elif param["name"] == "user_id":
@@ -195,6 +200,8 @@ def test_probes_are_well_formed_for_the_owner(world: Any) -> None:
         mid = memory.add("control memory about the safe", user_id="alice")[0].id
         if path.endswith("/restore"):
             memory.delete(mid, user_id="alice")
+        if path.endswith("/{cube}"):  # unmount what is mounted
+            memory.mount(OVERRIDES["cube"], user_id="alice")
         events = _feedback_events(memory).get("user:alice", 0)
         response = client.request(
             method.upper(), headers=keys.alice, **_request(spec, path, op, mid)

@@ -88,7 +88,7 @@ def test_keys_cli(tmp_path: Path) -> None:
     created = _cli(tmp_path, "--json", "keys", "create", "--owner", "alice", "--scope", "read")
     assert created.exit_code == 0, created.output
     payload = json.loads(created.stdout)
-    assert set(payload) == {"key", "id", "owner", "scope"}
+    assert set(payload) == {"key", "id", "owner", "scope", "reads"}
     assert (payload["owner"], payload["scope"]) == ("alice", "read")
     assert KeyStore(tmp_path / "keys.db").authenticate(payload["key"]) is not None
 

@@ -109,6 +109,10 @@ class AsyncMemory:
     answer = _awaitable(Memory.answer)
     export_cube = _awaitable(Memory.export_cube)
     import_cube = _awaitable(Memory.import_cube)
+    mount = _awaitable(Memory.mount)
+    unmount = _awaitable(Memory.unmount)
+    mounts = _awaitable(Memory.mounts)
+    fuse_cube = _awaitable(Memory.fuse_cube)
 
     @property
     def kv(self) -> AsyncKVVerbs:

@@ -10,6 +10,7 @@ from typing import Any
 
 from engram.answer.api import AnswerVerbs
 from engram.bundle.api import BundleVerbs
+from engram.compose import ComposeVerbs
 from engram.config import EngramConfig, load_config
 from engram.cube import CubeCache, MemCube
 from engram.embed import Embedder, build_embedder
@@ -23,6 +24,7 @@ from engram.errors import (
 )
 from engram.extract.api import ExtractionVerbs
 from engram.extract.jobs import Extraction
+from engram.fuse.api import FuseVerbs
 from engram.lifecycle import Lifecycle
 from engram.lifecycle.api import RetentionVerbs
 from engram.scheduler.api import ScheduleVerbs
@@ -63,7 +65,16 @@ from engram.types import (
 MIN_ID_PREFIX = 4  # as git: shorter abbreviations are refused, not guessed
 
 
-class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs, BundleVerbs, ScheduleVerbs):
+class Memory(
+    RetentionVerbs,
+    ExtractionVerbs,
+    TierVerbs,
+    AnswerVerbs,
+    BundleVerbs,
+    FuseVerbs,
+    ScheduleVerbs,
+    ComposeVerbs,
+):
     """A memory for LLM apps. `Memory()` is embedded: SQLite under ENGRAM_HOME + MiniLM.
 
     Every memory belongs to an owner (`user_id`, else `agent_id`); each owner's memories
@@ -321,19 +332,15 @@ class Memory(RetentionVerbs, ExtractionVerbs, TierVerbs, AnswerVerbs, BundleVerb
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         pipeline: str | None = None,
+        cubes: Iterable[str] | None = None,
     ) -> list[SearchHit]:
-        """The `k` memories of the owner most relevant to `query`, best first."""
+        """The `k` memories most relevant to `query`, best first, of the owner's cube and
+        the cubes it mounts (`cubes`: only these of them; docs/compose.md)."""
         query = check_text(query, self.config.limits.max_query_chars, "query")
         k = self._check_k(k)
         scope = Scope.of(user_id, agent_id, session_id)
         flt = build_filter(scope, types=types, since=since, until=until, filters=filters)
-        retriever = self.pipeline(pipeline)
-        cube = self.cube(scope)
-        if cube is None:
-            return []
-        if self.config.retention.expire_on_search:
-            self.lifecycle.expire_due(cube.id)
-        return cube.search(query, k, flt, retriever, self.config.search.candidates)
+        return self.search_cubes(scope, cubes, query, k, flt, self.pipeline(pipeline))
 
     def feedback(
         self,

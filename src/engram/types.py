@@ -124,9 +124,14 @@ class SearchHit(_Strict):
 
     id: str
     memory: str
+    cube: str = Field(
+        description="The owner of the cube the hit came from: the searched owner, or a "
+        "cube it mounts (docs/compose.md)."
+    )
     score: float = Field(
-        description="Ranking score: higher ranks first; comparable within one result list "
-        "only (the hybrid pipeline sums signals standardised over the owner's memories)."
+        description="Ranking score: higher ranks first; comparable among hits of one cube "
+        "in one result list only (the hybrid pipeline sums signals standardised over the "
+        "cube's memories)."
     )
     relevance: float = Field(
         default=0.0,
@@ -146,6 +151,7 @@ class SearchHit(_Strict):
         return cls(
             id=item.id,
             memory=item.memory,
+            cube=item.provenance.owner,
             score=score,
             relevance=relevance,
             type=item.type,
@@ -154,6 +160,14 @@ class SearchHit(_Strict):
             created_at=item.created_at,
             updated_at=item.updated_at,
         )
+
+
+class Mount(_Strict):
+    """A cube mounted read-only beside an owner's own (`Memory.mount`, docs/compose.md)."""
+
+    owner: str = Field(description="The owner that reads the cube, e.g. 'user:alice'.")
+    cube: str = Field(description="The owner of the mounted cube, e.g. 'agent:team'.")
+    mounted_at: datetime
 
 
 class Page(_Strict):

@@ -5,8 +5,10 @@ engram.answer.core. Mixed into Memory so memory.py stays small; AsyncMemory wrap
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from engram.compose import parse_cubes
 from engram.errors import ValidationError
 from engram.scope import Scope
 from engram.text.ingest import check_text
@@ -59,13 +61,16 @@ class AnswerVerbs:
         k: int | None = None,
         max_tokens: int | None = None,
         model: str | None = None,
+        cubes: Iterable[str] | None = None,
     ) -> AnswerResult:
         """Answer `question` from the owner's memories. `route`: 'text' (retrieve, read as
         text), 'kv' (retrieve, read the context from a stored KV block), 'lora' (the owner's
         adapter, no retrieval) or 'auto' (the router picks; see docs/answer.md). `k`
         memories (default answer.k), at most `max_tokens` (default answer.max_tokens),
-        `model` overrides answer.model. The result holds the answer, the memories used
-        with provenance, the route and why, and timings."""
+        `model` overrides answer.model. The text route retrieves from the owner's cube and
+        the cubes it mounts (`cubes`: only these; docs/compose.md), kv from its own only.
+        The result holds the answer, the memories used with provenance, the route and
+        why, and timings."""
         from engram.answer.core import AnswerRequest, run_answer
         from engram.answer.routes import ROUTES
 
@@ -80,5 +85,8 @@ class AnswerVerbs:
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise ValidationError("model must be a model name or a checkpoint path")
         scope = Scope.of(user_id, agent_id)
-        request = AnswerRequest(question, user_id, agent_id, scope, route, k, max_tokens, model)
+        chosen = None if cubes is None else parse_cubes(cubes)
+        request = AnswerRequest(
+            question, user_id, agent_id, scope, route, k, max_tokens, model, chosen
+        )
         return run_answer(self, self._shelf(), request)  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ class AnswerRequest:
     k: int
     max_tokens: int
     model: str | None
+    cubes: list[str] | None = None  # None: the owner's cube and every mount
 
 
 def _ms(seconds: float) -> float:
@@ -106,8 +107,14 @@ def run_answer(memory: Memory, shelf: ModelShelf, request: AnswerRequest) -> Ans
     retrieval_s = 0.0
     if route.retrieves:
         searching = time.perf_counter()
+        # a KV block records its sources in the owner's cube: the kv route reads only that
+        cubes = [owner] if choice.route == "kv" else request.cubes
         job.hits = memory.search(
-            request.question, user_id=request.user_id, agent_id=request.agent_id, k=request.k
+            request.question,
+            user_id=request.user_id,
+            agent_id=request.agent_id,
+            k=request.k,
+            cubes=cubes,
         )
         retrieval_s = time.perf_counter() - searching
         if not job.hits:

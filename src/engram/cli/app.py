@@ -20,6 +20,7 @@ from engram.cli import (
     memories,
     migrate,
     models,
+    mounts,
     serve,
     tiers,
     worker,
@@ -61,6 +62,7 @@ def _global(
 
 memories.register(app)  # add, search, feedback, list, show, ... demo
 ask.register(app)  # ask
+mounts.register(app)  # mount, unmount, mounts
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(kv.kv_app, name="kv")
 app.add_typer(lm.lm_app, name="lm")

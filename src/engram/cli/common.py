@@ -172,7 +172,9 @@ def _source(item: MemoryItem | SearchHit) -> str:
 
 def cards(title: str, rows: list[tuple[str, MemoryItem | SearchHit]]) -> None:
     """One memory per card: a line of who/when/id, then its text over the full width,
-    indented. Reads at 80 columns, where a table squeezes the text to a word a line."""
+    indented. Reads at 80 columns, where a table squeezes the text to a word a line.
+    Hits of several cubes (an owner's and its mounts) name their cube."""
+    composed = len({getattr(item, "cube", None) for _, item in rows}) > 1
     from rich.padding import Padding
     from rich.text import Text
 
@@ -182,6 +184,8 @@ def cards(title: str, rows: list[tuple[str, MemoryItem | SearchHit]]) -> None:
         archived = state_ is not None and state_.value == "archived"
         head = Text(f"{lead:>7}  " if lead else "")
         head.append(_when(item), style="cyan")
+        if composed:
+            head.append(f"  {getattr(item, 'cube', '')}", style="magenta")
         head.append(f"  {_source(item)}  " if _source(item) else "  ")
         head.append(f"{item.type}  " if item.type != "turn" else "")
         head.append(item.id[:8], style="dim")

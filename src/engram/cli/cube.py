@@ -16,9 +16,11 @@ from engram.cli import common
 
 if TYPE_CHECKING:
     from engram.bundle import BundleReport
+    from engram.fuse import FuseReport
 
 cube_app = typer.Typer(
-    help="Cube bundles: export an owner's memories in every tier, import them elsewhere.",
+    help="Cube bundles: export an owner's memories in every tier, import them elsewhere; "
+    "fuse one owner's cube into another's.",
     no_args_is_help=True,
 )
 out = Console()
@@ -35,6 +37,9 @@ def _show(report: BundleReport) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if report.action == "updated":
+        added = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report.added.items())
+        out.print(f"  added: {added}", highlight=False, soft_wrap=True)
     for line in [*report.notes, *(f"left out: {d}" for d in report.dropped)]:
         out.print(f"  {line}", highlight=False, soft_wrap=True)
 
@@ -72,5 +77,45 @@ def import_(
         with common.opened() as memory:
             report = memory.import_cube(path)
         _show(report)
+
+    run()
+
+
+def _show_fuse(report: FuseReport) -> None:
+    if common.state.as_json:
+        common.emit(report.as_dict())
+        return
+    verb = "would fuse" if report.dry_run else "fused"
+    counts = ", ".join(f"{report.count(k)} {k}" for k in ("merge", "conflict", "add", "skip"))
+    out.print(f"{verb} {report.source} into {report.into}: {counts}", highlight=False)
+    for a in report.actions:
+        d = a.as_dict()
+        pair = f"{d['source_id']} v{d['source_version']}"
+        if d["target_id"]:
+            pair += f" -> {d['target_id']}"
+        score = "" if d["score"] is None else f" {d['score']:.3f}"
+        out.print(f"  {a.action:<8} {pair}{score}  {a.reason}", highlight=False, soft_wrap=True)
+
+
+@cube_app.command("fuse")
+def fuse(
+    source: Annotated[str, typer.Argument(help="The owner to fuse from, e.g. user:bob.")],
+    into: Annotated[str, typer.Argument(help="The owner to fuse into, e.g. user:alice.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would merge, conflict or be added.")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Cosine of a near-duplicate (default 0.95)."),
+    ] = None,
+) -> None:
+    """Merge SOURCE's cube into INTO's (same home): near-duplicates merge, conflicts become
+    new versions, the rest is copied with provenance; SOURCE is left unchanged."""
+
+    @common.reports_errors
+    def run() -> None:
+        with common.opened() as memory:
+            report = memory.fuse_cube(source, into, dry_run=dry_run, threshold=threshold)
+        _show_fuse(report)
 
     run()

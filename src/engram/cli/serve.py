@@ -132,6 +132,14 @@ def keys_create(
         typer.Option(help="Owner the key acts for: alice (a user) or agent:bot."),
     ] = None,
     scope: Annotated[str, typer.Option(help="read, write or admin (every owner).")] = "write",
+    reads: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--read",
+            help="Also read this owner's cube where the key's owner mounts it, e.g. "
+            "agent:team (repeatable; never writes it).",
+        ),
+    ] = None,
 ) -> None:
     """Create a key; the token is printed once (only its hash is stored)."""
 
@@ -139,12 +147,25 @@ def keys_create(
     def run() -> None:
         from engram.server.keys import KeyStore
 
-        token, key = KeyStore(_home() / "keys.db").create(owner, scope)
+        token, key = KeyStore(_home() / "keys.db").create(owner, scope, reads or ())
         shown = _shown_owner(key.owner) if key.owner else None
         if common.state.as_json:
-            print(json.dumps({"key": token, "id": key.id, "owner": shown, "scope": key.scope}))
+            print(
+                json.dumps(
+                    {
+                        "key": token,
+                        "id": key.id,
+                        "owner": shown,
+                        "scope": key.scope,
+                        "reads": list(key.reads),
+                    }
+                )
+            )
             return
-        out.print(f"[green]created[/] key {key.id} ({key.scope.value}, owner {shown or '*'})")
+        granted = f"; reads {', '.join(key.reads)}" if key.reads else ""
+        out.print(
+            f"[green]created[/] key {key.id} ({key.scope.value}, owner {shown or '*'}{granted})"
+        )
         out.print("Keep it now; it is not shown again:", highlight=False)
         print(token)
 
@@ -167,12 +188,13 @@ def keys_ls(
             print(json.dumps(rows))
             return
         table = Table(title=f"{len(keys)} API keys")
-        for col in ("id", "owner", "scope", "created", "revoked"):
+        for col in ("id", "owner", "scope", "reads", "created", "revoked"):
             table.add_column(col)
         for k in keys:
             revoked = f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else ""
             created = f"{k.created_at:%Y-%m-%d %H:%M}"
-            table.add_row(k.id, _shown_owner(k.owner), k.scope.value, created, revoked)
+            reads = ", ".join(k.reads)
+            table.add_row(k.id, _shown_owner(k.owner), k.scope.value, reads, created, revoked)
         out.print(table)
 
     run()

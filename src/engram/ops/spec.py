@@ -29,7 +29,8 @@ UNSET: Any = object()
 
 # plain: the value as typed. meta: a JSON object (CLI: repeated key=value; REST query: JSON
 # text). time: ISO-8601 text. id / ids: memory ids (the CLI also takes unique prefixes).
-Kind = Literal["plain", "meta", "time", "id", "ids"]
+# cube / cubes: owners whose cubes are read (REST and MCP keys must be granted them).
+Kind = Literal["plain", "meta", "time", "id", "ids", "cube", "cubes"]
 
 
 @dataclass(frozen=True)

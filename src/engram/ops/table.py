@@ -26,9 +26,7 @@ AGENT = Param(
     default=None,
     flags=("--agent", "-a"),
 )
-SESSION = Param(
-    "session_id", str | None, "Session id.", default=None, flags=("--session", "-s")
-)
+SESSION = Param("session_id", str | None, "Session id.", default=None, flags=("--session", "-s"))
 MEMORY_ID = Param(
     "memory_id", str, "Memory id (the CLI takes a unique prefix).", kind="id", argument=True
 )
@@ -58,6 +56,22 @@ METADATA = Param(
     default=None,
     kind="meta",
     flags=("--meta",),
+)
+CUBES = Param(
+    "cubes",
+    list[str] | None,
+    'Read only these of the owner\'s cube and the cubes it mounts, e.g. ["agent:team"] '
+    "(default: all of them; a key reads a mounted cube only when granted it).",
+    default=None,
+    kind="cubes",
+    flags=("--cube",),
+)
+CUBE = Param(
+    "cube",
+    str,
+    "A cube, by its owner: user:NAME or agent:NAME.",
+    kind="cube",
+    argument=True,
 )
 QUERY = Param("query", str, "What to look for.", argument=True, limits="max limits.max_query_chars")
 
@@ -109,8 +123,13 @@ ADD = Operation(
             default=None,
             surfaces=frozenset({Surface.PYTHON, Surface.REST}),
         ),
-        Param("role", str, "Message role: user, assistant, system, tool ...", "user",
-              surfaces=SURFACES),
+        Param(
+            "role",
+            str,
+            "Message role: user, assistant, system, tool ...",
+            "user",
+            surfaces=SURFACES,
+        ),
         Param("name", str | None, "Speaker name.", None, surfaces=SURFACES),
         USER,
         AGENT,
@@ -125,10 +144,20 @@ ADD = Operation(
             wire="type",
             flags=("--type",),
         ),
-        Param("ttl", float | None, "Seconds until gc archives it (not with expires_at).", None,
-              limits="> 0"),
-        Param("expires_at", str | None, "When gc archives it (ISO-8601; not with ttl).", None,
-              kind="time"),
+        Param(
+            "ttl",
+            float | None,
+            "Seconds until gc archives it (not with expires_at).",
+            None,
+            limits="> 0",
+        ),
+        Param(
+            "expires_at",
+            str | None,
+            "When gc archives it (ISO-8601; not with ttl).",
+            None,
+            kind="time",
+        ),
         Param(
             "idempotency_key",
             str | None,
@@ -155,13 +184,21 @@ SEARCH = Operation(
         USER,
         AGENT,
         SESSION,
-        Param("k", int | None, "How many hits (default search.default_k).", None,
-              flags=("-k",), cli_default=5, limits="1 to search.max_k"),
+        Param(
+            "k",
+            int | None,
+            "How many hits (default search.default_k).",
+            None,
+            flags=("-k",),
+            cli_default=5,
+            limits="1 to search.max_k",
+        ),
         FILTERS,
         TYPES,
         SINCE,
         UNTIL,
         Param("pipeline", str | None, "A registered retrieval pipeline.", None),
+        CUBES,
     ),
 )
 
@@ -180,8 +217,7 @@ FEEDBACK = Operation(
     params=(
         Param("query", str, "The query (question) the answer was for.", argument=True),
         Param("cited", list[str], "Ids of memories the answer cited.", (), kind="ids"),
-        Param("used", list[str], "Ids of memories the answer used without citing.", (),
-              kind="ids"),
+        Param("used", list[str], "Ids of memories the answer used without citing.", (), kind="ids"),
         Param("wrong", list[str], "Ids of retrieved memories that were wrong.", (), kind="ids"),
         USER,
         AGENT,
@@ -328,23 +364,101 @@ ANSWER = Operation(
     tool="answer_question",
     command="ask",
     params=(
-        Param("question", str, "The question to answer.", argument=True,
-              limits="max limits.max_query_chars"),
+        Param(
+            "question",
+            str,
+            "The question to answer.",
+            argument=True,
+            limits="max limits.max_query_chars",
+        ),
         USER,
         AGENT,
         Param("route", str, "auto, text, kv or lora.", "auto"),
-        Param("k", int | None, "Memories in the prompt (default answer.k).", None,
-              flags=("-k",), limits="1 to search.max_k"),
-        Param("max_tokens", int | None, "Longest answer in tokens (default answer.max_tokens).",
-              None, limits="1 to 4096"),
-        Param("model", str | None, "The answering model (default answer.model): a registered "
-              "name, a checkpoint directory or engram-lm.", None,
-              surfaces=frozenset({Surface.PYTHON, Surface.CLI})),
+        Param(
+            "k",
+            int | None,
+            "Memories in the prompt (default answer.k).",
+            None,
+            flags=("-k",),
+            limits="1 to search.max_k",
+        ),
+        Param(
+            "max_tokens",
+            int | None,
+            "Longest answer in tokens (default answer.max_tokens).",
+            None,
+            limits="1 to 4096",
+        ),
+        Param(
+            "model",
+            str | None,
+            "The answering model (default answer.model): a registered "
+            "name, a checkpoint directory or engram-lm.",
+            None,
+            surfaces=frozenset({Surface.PYTHON, Surface.CLI}),
+        ),
+        CUBES,
     ),
 )
 
+MOUNT = Operation(
+    name="mount",
+    method="mount",
+    summary="Mount a cube",
+    doc="Mount another owner's cube read-only beside the owner's own: its search and answer "
+    "read it too, each hit naming its cube. A key reads a mounted cube only when granted "
+    "it (engram keys create --read). Mounting again changes nothing.",
+    write=True,
+    target="owner",
+    http=("POST", "/mounts"),
+    status=201,
+    tool="mount_cube",
+    command="mount",
+    params=(CUBE, USER, AGENT),
+)
+
+UNMOUNT = Operation(
+    name="unmount",
+    method="unmount",
+    summary="Unmount a cube",
+    doc="Stop reading a mounted cube; returns the mount removed.",
+    write=True,
+    target="owner",
+    http=("DELETE", "/mounts/{cube}"),
+    tool="unmount_cube",
+    command="unmount",
+    params=(CUBE, USER, AGENT),
+)
+
+MOUNTS = Operation(
+    name="mounts",
+    method="mounts",
+    summary="List mounts",
+    doc="The cubes an owner mounts, in the order mounted.",
+    write=False,
+    target="owner",
+    http=("GET", "/mounts"),
+    tool="list_mounts",
+    command="mounts",
+    envelope="mounts",
+    params=(USER, AGENT),
+)
+
 OPERATIONS: tuple[Operation, ...] = (
-    ADD, SEARCH, FEEDBACK, LIST, GET, UPDATE, DELETE, RESTORE, HISTORY, TIERS, ANSWER
+    ADD,
+    SEARCH,
+    FEEDBACK,
+    LIST,
+    GET,
+    UPDATE,
+    DELETE,
+    RESTORE,
+    HISTORY,
+    TIERS,
+    ANSWER,
+    MOUNT,
+    UNMOUNT,
+    MOUNTS,
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
 

@@ -4,6 +4,8 @@ A `Principal` is the caller (an API key, or the local user under `--no-auth` / s
 `ScopedMemory` is the `Memory` as that caller sees it: every verb resolves the owner from
 the caller's key, never from the client alone, and an owner the key may not address is
 reported exactly as a missing memory (`NotFoundError`: 404, existence never confirmed).
+A cube its owner mounts is read only when the key may read it (its own owner, a cube it
+was granted, or any for an unbound key); one it may not is reported as not mounted.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engram.compose import parse_cube, parse_cubes, unknown_cube
 from engram.errors import EngramError, NotFoundError
 from engram.memory import Memory
 from engram.ops import Operation
-from engram.scope import OwnerKwargs, owner_args
+from engram.scope import OwnerKwargs, Scope, owner_args
 from engram.server.keys import ApiKey, KeyScope
-from engram.types import CubeStats
+from engram.types import CubeStats, Mount
 
 
 class ForbiddenError(EngramError):
@@ -35,10 +38,17 @@ class Principal:
     owner: str | None = None
     key_id: str | None = None
     default_owner: str | None = None
+    reads: frozenset[str] = frozenset()  # other owners' cubes it may read where mounted
 
     @classmethod
     def of_key(cls, key: ApiKey) -> Principal:
-        return cls(scope=key.scope, owner=key.owner, key_id=key.id, default_owner=key.owner)
+        return cls(
+            scope=key.scope,
+            owner=key.owner,
+            key_id=key.id,
+            default_owner=key.owner,
+            reads=frozenset(key.reads),
+        )
 
     @classmethod
     def local(cls, default_owner: str | None = None) -> Principal:
@@ -49,6 +59,10 @@ class Principal:
     def name(self) -> str:
         """For rate limits and logs: the key id, or 'local'."""
         return self.key_id or "local"
+
+    def may_read(self, cube: str) -> bool:
+        """Whether this caller may read the cube of owner `cube`."""
+        return self.owner is None or cube == self.owner or cube in self.reads
 
     def require(self, needed: KeyScope) -> None:
         if not self.scope.allows(needed):
@@ -101,7 +115,30 @@ class ScopedMemory:
             owner = self.principal.owner_kwargs(user_id, agent_id)
         if op.provenance:
             kwargs["source"] = self.source
-        return getattr(self.memory, op.method)(**kwargs, **owner)
+        if self.principal.owner is not None:
+            self._readable(op, kwargs, str(Scope.of(**owner).owner))
+        result = getattr(self.memory, op.method)(**kwargs, **owner)
+        if isinstance(result, list) and all(isinstance(m, Mount) for m in result):
+            return [m for m in result if self.principal.may_read(m.cube)]
+        return result
+
+    def _readable(self, op: Operation, kwargs: dict[str, Any], owner: str) -> None:
+        """Hold a bound key's call to the cubes it may read: a cube it names must be one
+        (else reported as Memory reports a cube not mounted), and `cubes` left out means
+        the readable ones of the owner's own and mounted cubes."""
+        for p in op.params:
+            value = kwargs.get(p.name)
+            if p.kind == "cube":
+                cube = parse_cube(value)
+                if not self.principal.may_read(cube):
+                    raise NotFoundError(unknown_cube(cube, owner))
+            elif p.kind == "cubes" and value is None:
+                composed = self.memory.composed(owner, None)
+                kwargs[p.name] = [c for c in composed if self.principal.may_read(c)]
+            elif p.kind == "cubes":
+                for cube in parse_cubes(value):
+                    if not self.principal.may_read(cube):
+                        raise NotFoundError(unknown_cube(cube, owner))
 
     def stats(self, *, user_id: str | None = None, agent_id: str | None = None) -> CubeStats:
         self.principal.require(KeyScope.READ)

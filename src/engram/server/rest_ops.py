@@ -116,7 +116,10 @@ def _route(op: Operation) -> Any:
         if not op.write:
             return run()
         owner = partial(
-            key_owner, memory, values.get("user_id"), values.get("agent_id"),
+            key_owner,
+            memory,
+            values.get("user_id"),
+            values.get("agent_id"),
             values.get("memory_id"),
         )
         return idempotent(request, memory, key, owner, sent, op.status, run)
@@ -131,13 +134,26 @@ def _route(op: Operation) -> Any:
             for name in path
         ),
         *(
-            [inspect.Parameter("body", _KW, annotation=body | None if optional_body else body,
-                               default=None if optional_body else inspect.Parameter.empty)]
+            [
+                inspect.Parameter(
+                    "body",
+                    _KW,
+                    annotation=body | None if optional_body else body,
+                    default=None if optional_body else inspect.Parameter.empty,
+                )
+            ]
             if body is not None
             else []
         ),
-        *(inspect.Parameter(p.name, _KW, annotation=_query(p), default=p.default
-                            if not p.required else inspect.Parameter.empty) for p in in_query),
+        *(
+            inspect.Parameter(
+                p.name,
+                _KW,
+                annotation=_query(p),
+                default=p.default if not p.required else inspect.Parameter.empty,
+            )
+            for p in in_query
+        ),
         *(
             [inspect.Parameter("idempotency_key", _KW, annotation=IdempotencyKey, default=None)]
             if op.write

@@ -17,6 +17,7 @@ from engram.types import (
     DeleteResult,
     FeedbackResult,
     MemoryItem,
+    Mount,
     Page,
     SearchHit,
     Version,
@@ -25,6 +26,7 @@ from engram.types import (
 # Times stay strings until Memory parses them (ISO-8601; naive means UTC): no silent
 # reading of numbers as Unix times.
 IsoTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
 
 class Body(BaseModel):
     """Strict: unknown fields and wrong JSON types are refused, never coerced."""
@@ -69,6 +71,10 @@ class TiersResult(BaseModel):
     tiers: list[Held]
 
 
+class MountsResult(BaseModel):
+    mounts: list[Mount]
+
+
 class OwnerRef(BaseModel):
     owner: str = Field(description="'user:alice' or 'agent:bot'.")
     user_id: str | None = None
@@ -97,6 +103,9 @@ RESULTS: dict[str, type[BaseModel]] = {
     "history": HistoryResult,
     "tiers": TiersResult,
     "answer": AnswerResult,
+    "mount": Mount,
+    "unmount": Mount,
+    "mounts": MountsResult,
 }
 
 

@@ -347,6 +347,17 @@ class Store(Protocol):
     def forget_artifact(self, tier: str, owner: str, artifact: str) -> None:
         """Drop what was recorded about an artifact (it was deleted)."""
 
+    def mount(self, owner: str, cube: str, at: datetime) -> bool:
+        """Mount the cube of owner `cube` read-only beside `owner`'s own (False: mounted
+        already). The store refuses nothing here: Memory checks both owners first."""
+
+    def unmount(self, owner: str, cube: str) -> bool:
+        """Remove a mount; False when there was none."""
+
+    def mounts(self, owner: str) -> list[tuple[str, datetime]]:
+        """The owners whose cubes `owner` mounts, with when, in the order mounted. An
+        erasure of either owner's last memory removes the mount (in its transaction)."""
+
     def close(self) -> None:
         """Flush and release connections."""
 

@@ -235,6 +235,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX tier_artifacts_memory ON tier_artifacts(memory_id)
         """,
     ),
+    (
+        # Mounts (engram.compose): `owner` reads the cube of owner `cube` beside its own in
+        # search and answer. Keyed by owner names (an owner may mount before it has
+        # memories of its own); erasing either owner's last memory removes the row.
+        "0008_mounts",
+        """
+        CREATE TABLE mounts (
+            owner TEXT NOT NULL,
+            cube TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (owner, cube)
+        );
+        CREATE INDEX mounts_cube ON mounts(cube)
+        """,
+    ),
 ]
 
 

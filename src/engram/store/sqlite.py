@@ -39,6 +39,7 @@ from engram.store.sqlite_feedback import (
     forget_feedback,
 )
 from engram.store.sqlite_lifecycle import RetentionMixin
+from engram.store.sqlite_mounts import MountsMixin, drop_owner_mounts
 from engram.store.sqlite_queue import QueueMixin
 from engram.store.sqlite_rows import cube_stats, history, item_from_row, items_by_keys, select_in
 from engram.store.vector_index import (
@@ -59,7 +60,7 @@ _CHECKPOINT_TRIES = 3
 _CHECKPOINT_BUSY_MS = 100
 
 
-class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin):
+class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin, MountsMixin):
     """Store protocol over one SQLite file."""
 
     def __init__(
@@ -241,12 +242,7 @@ class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin):
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube,)).fetchone() is None:
                 raise CubeGoneError(f"cube {cube} no longer exists (its memories were erased)")
-            for row, vec in zip(rows, vectors, strict=True):
-                key = self._existing_source(conn, cube, row.source_id)
-                if key is None:
-                    key = self._insert_one(conn, cube, row, vec, now)
-                    new.append((key, vec, row))
-                keys.append(key)
+            keys, new = self._insert_rows(conn, cube, rows, vectors, now)
             if new:
                 old_rev, new_rev = self._bump(conn, cube)
             found = items_by_keys(conn, cube, keys)  # read before COMMIT: nothing can purge them
@@ -274,54 +270,67 @@ class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin):
         return [found[key] for key in keys]
 
     @staticmethod
-    def _existing_source(conn: sqlite3.Connection, cube: int, source_id: str | None) -> int | None:
-        if source_id is None:
-            return None
-        row = conn.execute(
-            "SELECT key FROM memories WHERE cube_id = ? AND source_id = ?", (cube, source_id)
+    def _insert_rows(
+        conn: sqlite3.Connection, cube: int, rows: list[NewMemory], vectors: np.ndarray, now: str
+    ) -> tuple[list[int], list[tuple[int, np.ndarray, NewMemory]]]:
+        """Insert the rows whose source id the cube does not hold (a source id repeated in
+        `rows` is stored once) with keys allocated above every key ever used, in a few
+        statements; every row's key, and the new (key, vector, row)s."""
+        sources = [r.source_id for r in rows if r.source_id is not None]
+        held: dict[str, int] = (
+            dict(
+                select_in(
+                    conn,
+                    "SELECT source_id, key FROM memories "
+                    "WHERE cube_id = ? AND source_id IN ({marks})",
+                    (cube,),
+                    sources,
+                )
+            )
+            if sources
+            else {}
+        )
+        (top,) = conn.execute(
+            "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memories'), 0), "
+            "COALESCE((SELECT max(key) FROM memories), 0))"
         ).fetchone()
-        return row[0] if row else None
-
-    def _insert_one(
-        self, conn: sqlite3.Connection, cube: int, row: NewMemory, vec: np.ndarray, now: str
-    ) -> int:
-        metadata = json.dumps(row.metadata, ensure_ascii=False)
-        occurred = iso(row.occurred_at) if row.occurred_at else None
-        key = conn.execute(
-            "INSERT INTO memories (id, cube_id, type, text, metadata, user_id, agent_id, "
+        keys: list[int] = []
+        new: list[tuple[int, np.ndarray, NewMemory]] = []
+        for row, vec in zip(rows, vectors, strict=True):
+            key = held.get(row.source_id) if row.source_id is not None else None
+            if key is None:
+                key = top = top + 1
+                new.append((key, vec, row))
+                if row.source_id is not None:
+                    held[row.source_id] = key
+            keys.append(key)
+        metadata = [json.dumps(r.metadata, ensure_ascii=False) for _, _, r in new]
+        conn.executemany(
+            "INSERT INTO memories (key, id, cube_id, type, text, metadata, user_id, agent_id, "
             "session_id, source_id, turn_index, role, name, occurred_at, source, created_at, "
-            "updated_at, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING key",
-            (
-                str(uuid.uuid4()),
-                cube,
-                row.type,
-                row.text,
-                metadata,
-                row.user_id,
-                row.agent_id,
-                row.session_id,
-                row.source_id,
-                row.turn_index,
-                row.role,
-                row.name,
-                occurred,
-                row.source,
-                now,
-                now,
-                encode_vector(vec),
-            ),
-        ).fetchone()[0]
-        conn.execute(
+            "updated_at, embedding, tier, expires_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (key, str(uuid.uuid4()), cube, r.type, r.text, meta, r.user_id, r.agent_id,
+                 r.session_id, r.source_id, r.turn_index, r.role, r.name,
+                 iso(r.occurred_at) if r.occurred_at else None, r.source, now, now,
+                 encode_vector(vec), r.tier, None if r.expires_at is None else iso(r.expires_at))
+                for (key, vec, r), meta in zip(new, metadata, strict=True)
+            ],
+        )  # fmt: skip
+        conn.executemany(
             "INSERT INTO versions (memory_key, version, event, text, metadata, source, at) "
             "VALUES (?, 1, 'add', ?, ?, ?, ?)",
-            (key, row.text, metadata, row.source, now),
+            [
+                (key, r.text, meta, r.source, now)
+                for (key, _, r), meta in zip(new, metadata, strict=True)
+            ],
         )
-        conn.execute(
+        conn.executemany(
             "INSERT INTO memories_fts (rowid, body, cube) VALUES (?, ?, ?)",
-            (key, row.index_text, f"c{cube}"),
+            [(key, r.index_text, f"c{cube}") for key, _, r in new],
         )
-        retention.write_new(conn, key, row)
-        return key
+        return keys, new
 
     def change(self, cube: int, key: int, change: Change) -> MemoryItem:
         now = utc_now()
@@ -439,6 +448,8 @@ class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin):
             if emptied:
                 drop_cube_feedback(conn, cube)
                 retention.drop_cube_retention(conn, cube)
+                owner = conn.execute("SELECT owner FROM cubes WHERE id = ?", (cube,)).fetchone()
+                drop_owner_mounts(conn, owner[0])
                 conn.execute("DELETE FROM cubes WHERE id = ?", (cube,))
         self._snapshots.remove(cube, old, new, found)
         if emptied:

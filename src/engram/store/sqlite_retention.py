@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from engram.store import columns
-from engram.store.base import NewMemory, RetentionPlan, RetentionRow
+from engram.store.base import RetentionPlan, RetentionRow
 from engram.store.sqlite_rows import select_in
 from engram.timeutil import from_iso, iso
 from engram.types import MemoryState, VersionEvent
@@ -23,15 +23,6 @@ _COLUMNS = (
     "recall_count, pinned, expires_at, json_extract(metadata, '$.importance'), "
     "access_count, last_accessed_at"
 )
-
-
-def write_new(conn: sqlite3.Connection, key: int, row: NewMemory) -> None:
-    """Retention columns of a memory just inserted (the defaults need no write)."""
-    if row.tier != "long_term" or row.expires_at is not None:
-        expires = None if row.expires_at is None else iso(row.expires_at)
-        conn.execute(
-            "UPDATE memories SET tier = ?, expires_at = ? WHERE key = ?", (row.tier, expires, key)
-        )
 
 
 def _row(r: tuple[Any, ...]) -> RetentionRow:

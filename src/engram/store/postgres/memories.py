@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from engram.store import columns
 from engram.store.base import Change, NewMemory
+from engram.store.postgres.mounts import drop_owner_mounts
 from engram.store.postgres.sql import MEMORY_COLUMNS
 from engram.types import CubeStats, MemoryItem, MemoryState, Version, VersionEvent
 
@@ -303,6 +304,7 @@ def purge(
     cur.execute("SELECT 1 FROM memories WHERE owner = %s AND cube_id = %s LIMIT 1", (owner, cube))
     emptied = cur.fetchone() is None
     if emptied:  # feedback, rerankers, policies and jobs go by ON DELETE CASCADE
+        drop_owner_mounts(cur, owner)
         cur.execute("DELETE FROM cubes WHERE owner = %s AND id = %s", (owner, cube))
     return found, emptied, revs
 

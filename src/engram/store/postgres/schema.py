@@ -195,11 +195,35 @@ DO $$ BEGIN
 END $$
 """
 
+# Mounts (engram.compose): `owner` reads the cube of owner `cube` beside its own. The row
+# is the reader's (row-level security by `owner`); erasing the mounted owner's last memory
+# removes the rows naming it in the same transaction, scoped to every owner for that one
+# statement (engram.store.postgres.mounts).
+_MOUNTS = """
+CREATE TABLE mounts (
+    owner text NOT NULL,
+    cube text NOT NULL,
+    created_at timestamptz NOT NULL,
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (owner, cube)
+);
+CREATE INDEX mounts_cube ON mounts (cube);
+ALTER TABLE mounts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mounts FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_rows ON mounts
+    USING (owner = current_setting('engram.owner', true)
+           OR current_setting('engram.scope', true) = 'all')
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", _INITIAL),
     ("0002_row_level_security", _RLS),
     ("0003_leakproof_text_match", _LEAKPROOF_MATCH),
+    ("0004_mounts", _MOUNTS),
 ]
+# The application role's tables: the owned ones of 0001 (0002 secures exactly those) and
+# those later migrations add, each with its own row-level security.
+GRANTED_TABLES = ("meta", *OWNED_TABLES, "mounts")
 
 
 def _statements(script: str) -> list[str]:
@@ -238,7 +262,7 @@ def _role_ready(cur: psycopg.Cursor[Any], role: str) -> bool:
     cur.execute(
         "SELECT bool_and(has_table_privilege(%s, t, 'SELECT,INSERT,UPDATE,DELETE')) "
         "FROM unnest(%s::text[]) AS t",
-        (role, ["meta", *OWNED_TABLES]),
+        (role, list(GRANTED_TABLES)),
     )
     return bool(cur.fetchone()[0])  # type: ignore[index]
 
@@ -258,7 +282,7 @@ def _grant(cur: psycopg.Cursor[Any], role: str) -> None:
     cur.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,))
     if not cur.fetchone()[0]:  # type: ignore[index]
         cur.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
-    tables = sql.SQL(", ").join(sql.Identifier(t) for t in ("meta", *OWNED_TABLES))
+    tables = sql.SQL(", ").join(sql.Identifier(t) for t in GRANTED_TABLES)
     cur.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(tables, ident))
     cur.execute(sql.SQL("GRANT SELECT ON schema_migrations TO {}").format(ident))
     # identity columns draw their keys without sequence privileges

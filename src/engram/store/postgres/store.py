@@ -30,6 +30,7 @@ from engram.store.postgres import memories, schema, sql
 from engram.store.postgres.candidates import fetch_candidates
 from engram.store.postgres.conn import ALL_OWNERS, Database, describe, store_error
 from engram.store.postgres.lifecycle import LifecycleMethods
+from engram.store.postgres.mounts import MountMethods
 from engram.store.postgres.queue import QueueMethods
 from engram.store.postgres.snapshots import Snapshots
 from engram.store.vector_index import CubeSnapshot, top_k
@@ -40,7 +41,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class PostgresStore(LifecycleMethods, QueueMethods):
+class PostgresStore(LifecycleMethods, QueueMethods, MountMethods):
     """Store protocol over one PostgreSQL database (pgvector required)."""
 
     def __init__(
