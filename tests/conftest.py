@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,6 +99,25 @@ def memory(tmp_path: Path, embedder: Embedder) -> Iterator[Memory]:
         yield mem
     finally:
         mem.close()
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL 16 + pgvector server (pgserver) for the module's tests."""
+    from store_contract._pg import started_server
+
+    with started_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """`Memory` settings of each store: SQLite in the home, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    from store_contract._pg import fresh_database
+
+    return {"database_url": fresh_database(request.getfixturevalue("pg_server"))}
 
 
 @pytest.fixture

@@ -27,23 +27,10 @@ from engram.types import MemoryItem, MemoryState, VersionEvent
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[Any]:
-    from store_contract._pg import started_server
-
-    with started_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def memory(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> Iterator[Memory]:
+@pytest.fixture
+def memory(tmp_path: Path, embedder: Embedder, store_settings: dict[str, Any]) -> Iterator[Memory]:
     """A Memory of each backend (overrides conftest's SQLite-only one)."""
-    extra: dict[str, Any] = {}
-    if request.param == "postgres":
-        from store_contract._pg import fresh_database
-
-        extra["database_url"] = fresh_database(request.getfixturevalue("pg_server"))
-    m = Memory(home=tmp_path / "home", embedder=embedder, **extra)
+    m = Memory(home=tmp_path / "home", embedder=embedder, **store_settings)
     try:
         yield m
     finally:

@@ -61,6 +61,7 @@ class Fuzzed:
     def __init__(self, memory: Memory, portal: BlockingPortal, client: Client):
         self.memory, self.portal, self.client = memory, portal, client
         self.ids = [i.id for i in memory.add([f"seed fact {n}" for n in range(4)], user_id="fuzz")]
+        memory.add("the team's shared fact", agent_id="team")  # a cube to mount
         self.schemas = {
             t.name: t.input_schema for t in portal.call(client.list_tools).tools
         }  # fmt: skip
@@ -84,7 +85,13 @@ def _exists(memory: Memory, memory_id: str) -> bool:
 
 PRINCIPALS = {
     "local": Principal.local(default_owner=OWNER),
-    "key": Principal(scope=KeyScope.WRITE, owner=OWNER, key_id="fuzz", default_owner=OWNER),
+    "key": Principal(
+        scope=KeyScope.WRITE,
+        owner=OWNER,
+        key_id="fuzz",
+        default_owner=OWNER,
+        reads=frozenset({"agent:team"}),  # may read the team cube where its owner mounts it
+    ),
 }
 
 
@@ -134,6 +141,8 @@ def _plausible(fuzzed: Fuzzed) -> dict[str, st.SearchStrategy[Any]]:
         "include_archived": st.booleans(),
         "metadata": st.dictionaries(st.sampled_from(["topic", "stars", "bad key!"]), SCALARS),
         "filters": st.dictionaries(st.sampled_from(["topic", "stars"]), SCALARS, max_size=2),
+        "cube": st.sampled_from(["agent:team", "agent:nope", OWNER, "team"]),
+        "cubes": st.lists(st.sampled_from([OWNER, "agent:team", "agent:nope"]), max_size=2),
     }
 
 

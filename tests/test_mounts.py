@@ -24,23 +24,10 @@ TEAM = [
 ALICE = ["Alice drinks green tea and dislikes coffee.", "Alice's standup notes live in Notion."]
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[Any]:
-    from store_contract._pg import started_server
-
-    with started_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def mem(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> Iterator[Memory]:
+@pytest.fixture
+def mem(tmp_path: Path, embedder: Embedder, store_settings: dict[str, Any]) -> Iterator[Memory]:
     """A Memory on each store, holding agent:team's and alice's memories."""
-    settings: dict[str, Any] = {}
-    if request.param == "postgres":
-        from store_contract._pg import fresh_database
-
-        settings["database_url"] = fresh_database(request.getfixturevalue("pg_server"))
-    with Memory(home=tmp_path, embedder=embedder, **settings) as m:
+    with Memory(home=tmp_path, embedder=embedder, **store_settings) as m:
         for text in TEAM:
             m.add(text, agent_id="team")
         for text in ALICE:
