@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from engram.server.keys import KeyStore
+from engram.store.keys import KeyStore
 
 
 def free_port() -> int:

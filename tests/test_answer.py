@@ -29,8 +29,8 @@ from engram.parametric.examples import Fact
 from engram.scope import Scope
 from engram.server.access import Principal
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.mcp_tools import build_mcp_server
+from engram.store.sqlite_keys import SQLiteKeyStore
 from engram.tiers import ACTIVATION
 
 NOTES = [
@@ -208,8 +208,11 @@ def test_kv_route_compresses_blocks_with_the_configured_method(
 
 
 def test_lora_route_answers_with_the_latest_adapter_without_retrieval(mem: Memory) -> None:
-    with pytest.raises(NotFoundError, match=r"user:alice has no LoRA adapter.*engram lora "
-                       r"train -u alice.*route 'text'"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"user:alice has no LoRA adapter.*engram lora "
+        r"train -u alice.*route 'text'",
+    ):
         mem.answer(QUESTION, user_id="alice", route="lora")
     mem.lora.train(user_id="alice")
     result = mem.answer(QUESTION, user_id="alice", route="lora")
@@ -240,8 +243,9 @@ def test_text_route_can_be_answered_by_the_llm_section_model(
 ) -> None:
     """answer.provider 'llm': the `llm` section's model writes the answer (here the local
     transformers provider on the tiny LM; an OpenAI-compatible endpoint the same way)."""
-    with _memory(tmp_path, embedder, answer={**TINY, "provider": "llm"},
-                 llm={"provider": "transformers"}) as m:
+    with _memory(
+        tmp_path, embedder, answer={**TINY, "provider": "llm"}, llm={"provider": "transformers"}
+    ) as m:
         m.add(NOTES[1], user_id="alice")
         result = m.answer(QUESTION, user_id="alice", route="text")
     assert result.model == "engram-lm" and result.answer
@@ -262,8 +266,11 @@ def test_async_memory_answers_too(mem: Memory) -> None:
     [
         ({"question": "  "}, ValidationError, "question is empty"),
         ({"question": 7}, ValidationError, "question must be a string"),
-        ({"route": "fast"}, ValidationError, "unknown answer route 'fast'; known: auto, kv, "
-         "lora, text"),
+        (
+            {"route": "fast"},
+            ValidationError,
+            "unknown answer route 'fast'; known: auto, kv, lora, text",
+        ),
         ({"k": 0}, ValidationError, "k must be an integer from 1 to"),
         ({"max_tokens": 0}, ValidationError, "max_tokens must be an integer from 1 to 4096"),
         ({"max_tokens": True}, ValidationError, "max_tokens must be an integer"),
@@ -303,10 +310,13 @@ def test_an_unknown_router_is_a_config_error(tmp_path: Path, embedder: Embedder)
 def test_a_model_not_pulled_names_the_pull_command(tmp_path: Path, embedder: Embedder) -> None:
     with _memory(tmp_path, embedder, answer={"auto_pull": False}) as m:
         m.add(NOTES[1], user_id="alice")
-        with pytest.raises(ConfigError, match=re.escape(
-            "model 'smollm2-135m-instruct' is not pulled yet: run "
-            "`engram models pull smollm2-135m-instruct`"
-        )):
+        with pytest.raises(
+            ConfigError,
+            match=re.escape(
+                "model 'smollm2-135m-instruct' is not pulled yet: run "
+                "`engram models pull smollm2-135m-instruct`"
+            ),
+        ):
             m.answer(QUESTION, user_id="alice", route="text")
 
 
@@ -339,8 +349,23 @@ def test_cli_ask_prints_the_answer_and_json(tmp_path: Path) -> None:
     base = ["--home", str(home)]
     added = runner.invoke(app, [*base, "add", NOTES[1], "-u", "alice"])
     assert added.exit_code == 0, added.output
-    done = runner.invoke(app, [*base, "--json", "ask", QUESTION, "-u", "alice", "--route",
-                               "text", "-k", "1", "--max-tokens", "2"])
+    done = runner.invoke(
+        app,
+        [
+            *base,
+            "--json",
+            "ask",
+            QUESTION,
+            "-u",
+            "alice",
+            "--route",
+            "text",
+            "-k",
+            "1",
+            "--max-tokens",
+            "2",
+        ],
+    )
     assert done.exit_code == 0, done.output
     payload = json.loads(done.stdout)
     assert payload["route"] == "text" and payload["memories"][0]["memory"] == NOTES[1]
@@ -352,14 +377,16 @@ def test_cli_ask_prints_the_answer_and_json(tmp_path: Path) -> None:
 
 
 def test_rest_and_mcp_answer(mem: Memory, tmp_path: Path) -> None:
-    keys = KeyStore(tmp_path / "keys.db")
+    keys = SQLiteKeyStore(tmp_path / "keys.db")
     alice = make_keys(keys).alice_read  # answering reads: a read key may ask
     server = create_app(mem, keys, ServerConfig(rate_limit_per_s=0))
     with TestClient(server, base_url="http://localhost") as client:
-        answer = client.post("/v1/answer", json={"question": QUESTION, "route": "text", "k": 2},
-                             headers=alice)
-        refused = client.post("/v1/answer", json={"question": QUESTION, "model": "/etc"},
-                              headers=alice)
+        answer = client.post(
+            "/v1/answer", json={"question": QUESTION, "route": "text", "k": 2}, headers=alice
+        )
+        refused = client.post(
+            "/v1/answer", json={"question": QUESTION, "model": "/etc"}, headers=alice
+        )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["route"] == "text" and len(body["memories"]) == 2
@@ -369,8 +396,7 @@ def test_rest_and_mcp_answer(mem: Memory, tmp_path: Path) -> None:
 
     async def call() -> Any:
         async with Client(mcp) as client:
-            return await client.call_tool("answer_question", {"question": QUESTION,
-                                                              "route": "kv"})
+            return await client.call_tool("answer_question", {"question": QUESTION, "route": "kv"})
 
     result = anyio.run(call)
     assert not result.is_error
@@ -435,9 +461,11 @@ def test_smollm2_answers_facts_hidden_in_filler_and_reuses_its_kv_block(
     text = texts[0]  # the same question as the kv calls, answered while warm
     for name, r in (("text", text), ("kv miss", miss), ("kv hit", hit)):
         t = r.timings
-        print(f"  {name}: prompt {r.prompt_tokens} tok ({r.cached_tokens} cached), "
-              f"prefill {t.prefill_ms:.0f} ms, ttft {t.ttft_ms:.0f} ms, kv {t.kv_ms:.0f} ms, "
-              f"generate {t.generate_ms:.0f} ms, answer {r.answer!r}")
+        print(
+            f"  {name}: prompt {r.prompt_tokens} tok ({r.cached_tokens} cached), "
+            f"prefill {t.prefill_ms:.0f} ms, ttft {t.ttft_ms:.0f} ms, kv {t.kv_ms:.0f} ms, "
+            f"generate {t.generate_ms:.0f} ms, answer {r.answer!r}"
+        )
     assert right >= 1
     assert text.model == MODEL and text.prompt_tokens and text.prompt_tokens > 50
     assert miss.kv is not None and not miss.kv.hit and miss.kv.method == "kivi"

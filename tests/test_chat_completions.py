@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from _server_helpers import Keys, free_port, make_keys, running_server
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 ENGRAM = Path(sys.executable).with_name("engram")
 BISCUIT = "My dog is called Biscuit and she loves the beach at Cascais."
@@ -88,7 +88,7 @@ def _serve(home: Path, settings: dict[str, str]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("chat")
-    keys = make_keys(KeyStore(home / "keys.db"))
+    keys = make_keys(SQLiteKeyStore(home / "keys.db"))
     for url in _serve(home, {"ENGRAM_ANSWER__MODEL": "engram-lm"}):
         yield Served(url, keys, home)
 
@@ -297,7 +297,7 @@ def test_upstream_gets_the_memories_and_its_answer_is_relayed(
 ) -> None:
     seen: list[dict[str, Any]] = []
     home = tmp_path_factory.mktemp("chat-upstream")
-    keys = make_keys(KeyStore(home / "keys.db"))
+    keys = make_keys(SQLiteKeyStore(home / "keys.db"))
     with running_server(_upstream(seen)) as upstream:
         settings = {
             "ENGRAM_ANSWER__PROVIDER": "llm",

@@ -21,7 +21,7 @@ from engram.cli import app
 from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 runner = CliRunner()
 
@@ -159,7 +159,7 @@ def test_relevance_is_readable_and_the_score_ranks(memory: Memory) -> None:
 @pytest.fixture
 def served(tmp_path: Path, embedder: Embedder) -> Iterator[tuple[Memory, TestClient, dict]]:
     with Memory(home=tmp_path, embedder=embedder) as memory:
-        store = KeyStore(tmp_path / "keys.db")
+        store = SQLiteKeyStore(tmp_path / "keys.db")
         keys = make_keys(store)
         app_ = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
         with TestClient(app_, base_url="http://localhost") as client:
@@ -209,9 +209,10 @@ def test_bench_cli_times_whole_processes(tmp_path: Path) -> None:
         assert 0 < row["min_s"] <= row["median_s"] <= row["max_s"]
         assert row["peak_mib"] > 5
     # --help loads no model: its process is a fraction of a search's
-    assert rows["engram --help"]["peak_mib"] < rows["engram search greyhound -u maya-tomas"][
-        "peak_mib"
-    ]
+    assert (
+        rows["engram --help"]["peak_mib"]
+        < rows["engram search greyhound -u maya-tomas"]["peak_mib"]
+    )
     assert list(tmp_path.glob("cli-*.json"))
 
 

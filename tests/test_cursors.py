@@ -28,8 +28,8 @@ from engram.scope import CURSOR_PREFIX, CursorCodec
 from engram.secret import SECRET_BYTES, load_or_create_secret, secret_path
 from engram.server.access import Principal
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.mcp_tools import build_mcp_server
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 SECRET = bytes(range(32))
 ALICE, BOB = "user:alice", "user:bob"
@@ -186,10 +186,12 @@ def test_the_secret_is_made_only_when_a_cursor_is(tmp_path: Path, embedder: Embe
 
 def test_rest_refuses_another_keys_cursor(tmp_path: Path, embedder: Embedder) -> None:
     with Memory(home=tmp_path, embedder=embedder) as memory:
-        keys = make_keys(KeyStore(tmp_path / "keys.db"))
+        keys = make_keys(SQLiteKeyStore(tmp_path / "keys.db"))
         alice_cursor = _two_pages(memory, "alice")
         _two_pages(memory, "bob")
-        app = create_app(memory, KeyStore(tmp_path / "keys.db"), ServerConfig(rate_limit_per_s=0))
+        app = create_app(
+            memory, SQLiteKeyStore(tmp_path / "keys.db"), ServerConfig(rate_limit_per_s=0)
+        )
         with TestClient(app) as client:
             own = client.get("/v1/memories", params={"cursor": alice_cursor}, headers=keys.alice)
             assert own.status_code == 200 and len(own.json()["items"]) == 2

@@ -21,8 +21,8 @@ from engram.config import ServerConfig
 from engram.embed import Embedder, EmbeddingError
 from engram.server.app import create_app
 from engram.server.idempotency import HEADER, REPLAYED
-from engram.server.keys import KeyStore
 from engram.store.migrations import MIGRATIONS
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 
 @pytest.fixture
@@ -33,13 +33,13 @@ def memory(tmp_path: Path) -> Iterator[Memory]:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> Keys:
-    return make_keys(KeyStore(tmp_path / "keys.db"))
+    return make_keys(SQLiteKeyStore(tmp_path / "keys.db"))
 
 
 @pytest.fixture
 def client(memory: Memory, tmp_path: Path) -> Iterator[TestClient]:
     settings = ServerConfig(rate_limit_per_s=0)
-    with TestClient(create_app(memory, KeyStore(tmp_path / "keys.db"), settings)) as c:
+    with TestClient(create_app(memory, SQLiteKeyStore(tmp_path / "keys.db"), settings)) as c:
         yield c
 
 
@@ -174,7 +174,7 @@ def test_a_request_still_running_is_409(tmp_path: Path, keys: Keys) -> None:
     settings = ServerConfig(rate_limit_per_s=0)
     with (
         Memory(home=tmp_path / "m", embedder=embedder) as memory,
-        TestClient(create_app(memory, KeyStore(tmp_path / "keys.db"), settings)) as c,
+        TestClient(create_app(memory, SQLiteKeyStore(tmp_path / "keys.db"), settings)) as c,
     ):
         headers = _with_key(keys.alice, "busy")
         first: list[Any] = []
@@ -251,7 +251,7 @@ def test_erasing_memories_erases_the_owners_stored_responses(
 
 def test_expired_keys_are_forgotten(memory: Memory, tmp_path: Path, keys: Keys) -> None:
     settings = ServerConfig(rate_limit_per_s=0, idempotency_ttl_s=0.001)
-    with TestClient(create_app(memory, KeyStore(tmp_path / "keys.db"), settings)) as c:
+    with TestClient(create_app(memory, SQLiteKeyStore(tmp_path / "keys.db"), settings)) as c:
         headers = _with_key(keys.alice, "short")
         assert c.post("/v1/memories", json={"text": "one"}, headers=headers).status_code == 201
         later = c.post("/v1/memories", json={"text": "two"}, headers=headers)

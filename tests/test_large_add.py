@@ -30,7 +30,8 @@ from engram import Memory
 from engram.config import ServerConfig
 from engram.embed import CachedEmbedder, CoalescingEmbedder, Embedder
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 BIG_ADD = 10_000
 PROBES = 120
@@ -134,7 +135,7 @@ def measure(memory: Memory, keys: Keys, store: KeyStore, body: dict[str, Any]) -
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Memory, Keys, KeyStore]]:
-    store = KeyStore(tmp_path / "keys.db")
+    store = SQLiteKeyStore(tmp_path / "keys.db")
     keys = make_keys(store)
     with Memory(home=tmp_path, embedder=production_like(SimulatedModel())) as memory:
         yield memory, keys, store
@@ -184,7 +185,7 @@ def main() -> None:
     embedder = build_embedder(EmbedderConfig()) if args.real else production_like(SimulatedModel())
     embedder.embed([f"warm-up {i}" for i in range(64)])  # as `engram serve` does at start
     with tempfile.TemporaryDirectory() as home:
-        store = KeyStore(Path(home) / "keys.db")
+        store = SQLiteKeyStore(Path(home) / "keys.db")
         keys = make_keys(store)
         limits = {} if args.chunk is None else {"add_chunk": args.chunk}
         with Memory(home=home, embedder=embedder, limits=limits) as memory:

@@ -24,8 +24,8 @@ from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.scope import Scope
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.mcp_tools import TOOLS
+from engram.store.sqlite_keys import SQLiteKeyStore
 from engram.text.retrieval.feedback import FEATURES
 
 SECRET = "alice keeps the spare key under the blue flowerpot"
@@ -104,7 +104,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iter
     home = tmp_path_factory.mktemp("mcp-http")
     # answer_question runs the packaged tiny LM: these tests are about MCP, not a model
     with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
-        store = KeyStore(home / "keys.db")
+        store = SQLiteKeyStore(home / "keys.db")
         keys = make_keys(store)
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
         with running_server(app) as url:

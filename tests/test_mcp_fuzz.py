@@ -28,8 +28,9 @@ from engram.embed import Embedder
 from engram.scope import Scope
 from engram.server.access import Principal
 from engram.server.app import create_app
-from engram.server.keys import KeyScope, KeyStore
 from engram.server.mcp_tools import TOOLS, build_mcp_server
+from engram.store.keys import KeyScope
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 OWNER = "user:fuzz"
 CLIENT_ERRORS = {"invalid_request", "invalid_input", "not_found", "forbidden"}
@@ -243,7 +244,7 @@ MALFORMED_CALLS: list[Any] = [
 def http(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Any]:
     home: Path = tmp_path_factory.mktemp("mcp-fuzz-http")
     with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
-        store = KeyStore(home / "keys.db")
+        store = SQLiteKeyStore(home / "keys.db")
         keys = make_keys(store)
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
         with TestClient(app, base_url="http://127.0.0.1:8765") as client:  # SDK checks Host

@@ -19,6 +19,9 @@ from engram.embed import Embedder
 from engram.errors import ConfigError, EmbedderMismatchError, StoreError, ValidationError
 from engram.importers import import_file
 from engram.store.migrate import TABLES, TargetNotEmptyError, migrate
+from engram.store.migrate_keys import KeyConflictError
+from engram.store.postgres.keys import PostgresKeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 from store_contract._pg import fresh_database, started_server
 
 SAMPLE = Path(str(resources.files("engram") / "data" / "sample_conversation.json"))
@@ -129,6 +132,10 @@ def test_sqlite_to_postgres_reads_back_identically(
     finally:
         local.close()
     counts = _sqlite_counts(source)
+    keys = SQLiteKeyStore(source / "keys.db")  # the home's keys travel with its store
+    token, key = keys.create("maya-tomas", "read", reads=["bob"])
+    keys.revoke(keys.create("carl")[1].id)
+    keys.close()
 
     result = runner.invoke(
         _app(), ["--json", "migrate", "--from", f"sqlite:///{source}/engram.db", "--to", url]
@@ -140,11 +147,22 @@ def test_sqlite_to_postgres_reads_back_identically(
     assert sorted(done["copied"]) == ["user:bob", "user:carl", "user:gone", "user:maya-tomas"]
     assert {t: v["rows"] for t, v in done["tables"].items()} == counts
     assert counts["feedback"] >= 1 and counts["jobs"] >= 8 and counts["tier_artifacts"] == 2
-    assert done["api_keys"]["moved"] is False
+    assert (done["api_keys"]["copied"], done["api_keys"]["skipped"]) == (2, 0)
+    moved = PostgresKeyStore(url)
+    try:  # the same token works against the new store; the revoked one stays revoked
+        assert moved.authenticate(token) == key and len(moved.list(include_revoked=False)) == 1
+    finally:
+        moved.close()
 
-    again = migrate(f"sqlite:///{source}/engram.db", url)  # idempotent: nothing twice
+    held = (SQLiteKeyStore(source / "keys.db"), PostgresKeyStore(url))
+    try:  # idempotent: nothing twice
+        again = migrate(f"sqlite:///{source}/engram.db", url, keys=held)
+    finally:
+        for store in held:
+            store.close()
     assert again.copied == [] and len(again.skipped) == 4
     assert again.tables == done["tables"]
+    assert again.keys is not None and (len(again.keys.copied), len(again.keys.skipped)) == (0, 2)
 
     remote = Memory(home=tmp_path, embedder=embedder, database_url=url)
     try:
@@ -185,6 +203,25 @@ def test_a_non_empty_target_is_refused_unless_merging(
         migrate(src, url, merge=True)  # an owner is never overwritten or mixed
 
 
+def test_a_key_the_target_holds_otherwise_refuses_the_migration(
+    source: Path, pg_server: Any, tmp_path: Path
+) -> None:
+    url = fresh_database(pg_server)
+    held = SQLiteKeyStore(tmp_path / "keys.db")
+    _, key = held.create("maya-tomas")
+    target = PostgresKeyStore(url)
+    target.insert(key, "a hash of another token")  # the same id, another token
+    try:
+        with pytest.raises(KeyConflictError, match=f"API key {key.id} with another token"):
+            migrate(f"sqlite:///{source}/engram.db", url, keys=(held, target))
+        assert [k.id for k in target.list()] == [key.id]
+    finally:
+        held.close()
+        target.close()
+    check = migrate(f"sqlite:///{source}/engram.db", url)  # nothing of the owners was written
+    assert len(check.copied) == 4 and check.skipped == []
+
+
 def test_bad_urls_and_unreachable_databases_are_named(
     source: Path, pg_server: Any, tmp_path: Path
 ) -> None:
@@ -218,6 +255,21 @@ def test_sqlite_to_sqlite_reads_back_identically(
     assert {t: v["rows"] for t, v in report.tables.items()} == _sqlite_counts(source)
     again = migrate(f"sqlite:///{source}/engram.db", f"sqlite:///{target}/engram.db")
     assert again.copied == [] and len(again.skipped) == 4
+    result = runner.invoke(  # the CLI moves the keys beside the file too
+        _app(),
+        [
+            "--json",
+            "migrate",
+            "--from",
+            f"sqlite:///{source}/engram.db",
+            "--to",
+            f"sqlite:///{target}/engram.db",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout.splitlines()[-1])
+    assert done["api_keys"] is None or done["api_keys"]["to"].endswith(f"{target}/keys.db")
+    assert (done["api_keys"] is None) == (not (source / "keys.db").exists())
     copy = Memory(home=target, embedder=embedder)
     try:
         assert _everything(copy) == before

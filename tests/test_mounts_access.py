@@ -23,8 +23,9 @@ from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.server.access import Principal
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.mcp_tools import build_mcp_server
+from engram.store.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 SECRET = "The team vault code is 8812-KESTREL."
 TEAM = ["The team standup is at 9:30 in room Kepler.", SECRET]
@@ -43,7 +44,7 @@ def mem(tmp_path: Path, embedder: Embedder) -> Iterator[Memory]:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyStore:
-    return KeyStore(tmp_path / "keys.db")
+    return SQLiteKeyStore(tmp_path / "keys.db")
 
 
 @pytest.fixture
@@ -200,7 +201,7 @@ def test_key_grants_are_checked_stored_and_migrated(tmp_path: Path) -> None:
             "INSERT INTO api_keys VALUES ('k1', 'h', 'user:alice', 'write', "
             "'2024-01-01T00:00:00+00:00', NULL)"
         )
-    store = KeyStore(old)
+    store = SQLiteKeyStore(old)
     assert [(k.id, k.reads) for k in store.list()] == [("k1", ())]
     token, key = store.create("alice", "read", reads=["agent:team", "bob", "agent:team"])
     assert key.reads == ("agent:team", "user:bob")

@@ -30,8 +30,8 @@ from engram.ops import OPERATIONS, Operation, Param, Surface
 from engram.scope import Scope
 from engram.server.access import Principal
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.mcp_tools import build_mcp_server
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 runner = CliRunner()
 IDS = [op.name for op in OPERATIONS]
@@ -113,7 +113,7 @@ def test_python_methods_take_the_table_parameters(op: Operation) -> None:
 
 
 def test_rest_routes_take_the_table_parameters(memory: Memory, tmp_path: Path) -> None:
-    schema = create_app(memory, KeyStore(tmp_path / "keys.db"), ServerConfig()).openapi()
+    schema = create_app(memory, SQLiteKeyStore(tmp_path / "keys.db"), ServerConfig()).openapi()
     for op in OPERATIONS:
         assert _rest_params(schema, op) == _rest_expected(op), op.name
         method, path = op.http
@@ -225,9 +225,7 @@ def _cli(home: Path, op: Operation, values: dict[str, Any]) -> tuple[str, str]:
 
 def _cases() -> list[Any]:
     return [
-        pytest.param(op, p, id=f"{op.name}-{p.name}")
-        for op in OPERATIONS
-        for p in _validated(op)
+        pytest.param(op, p, id=f"{op.name}-{p.name}") for op in OPERATIONS for p in _validated(op)
     ]
 
 
@@ -237,7 +235,7 @@ def test_a_bad_value_is_refused_alike_on_every_surface(
 ) -> None:
     [item] = memory.add("a memory to act on", user_id="alice")
     values = {**_base_values(op, item.id), param.name: BAD[param.name]}
-    keys = KeyStore(tmp_path / "keys.db")
+    keys = SQLiteKeyStore(tmp_path / "keys.db")
     alice = make_keys(keys).alice
     answers: dict[Surface, tuple[str, str]] = {}
     if param.on(Surface.PYTHON):

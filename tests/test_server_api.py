@@ -15,7 +15,8 @@ from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.scope import Scope
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 from engram.text.retrieval.feedback import FEATURES
 
 
@@ -32,7 +33,7 @@ def memory(home: Path, embedder: Embedder) -> Iterator[Memory]:
 
 @pytest.fixture(scope="module")
 def store(home: Path) -> KeyStore:
-    return KeyStore(home / "keys.db")
+    return SQLiteKeyStore(home / "keys.db")
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ from engram.config import ServerConfig
 from engram.errors import ConfigError
 from engram.server import limits
 from engram.server.app import create_app
-from engram.server.keys import ApiKey, KeyStore
 from engram.server.limits import RateLimiter
+from engram.store.keys import ApiKey
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 ATTACKER, USER = "203.0.113.7", "198.51.100.20"
 BAD = {"Authorization": "Bearer egk_guessed-key-0000000000000000000000000000"}
@@ -43,7 +44,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-class CountingKeys(KeyStore):
+class CountingKeys(SQLiteKeyStore):
     """A KeyStore that counts lookups."""
 
     lookups = 0

@@ -15,7 +15,7 @@ from engram import Memory
 from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 THREADS = 16
 WRITES_PER_THREAD = 12
@@ -25,7 +25,7 @@ WRITES_PER_THREAD = 12
 def served(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("concurrency")
     with Memory(home=home, embedder=embedder) as memory:
-        store = KeyStore(home / "keys.db")
+        store = SQLiteKeyStore(home / "keys.db")
         keys = make_keys(store)
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
         with running_server(app) as url:

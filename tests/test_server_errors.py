@@ -17,7 +17,8 @@ from engram import Memory
 from engram.config import EngramConfig, ServerConfig
 from engram.embed import Embedder
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 DOC = Path(__file__).parent.parent / "docs" / "server.md"
 ROW = re.compile(r"^\| (\d{3}) \| `([a-z_]+)` \|", re.MULTILINE)
@@ -29,12 +30,10 @@ def documented() -> set[tuple[int, str]]:
 
 
 @pytest.fixture
-def setup(
-    tmp_path: Path, embedder: Embedder
-) -> Iterator[tuple[Memory, KeyStore, Keys]]:
+def setup(tmp_path: Path, embedder: Embedder) -> Iterator[tuple[Memory, KeyStore, Keys]]:
     config = EngramConfig(home=tmp_path, sqlite={"busy_timeout_s": 0.2})
     with Memory(config, embedder=embedder) as memory:
-        store = KeyStore(tmp_path / "keys.db")
+        store = SQLiteKeyStore(tmp_path / "keys.db")
         yield memory, store, make_keys(store)
 
 
@@ -124,7 +123,7 @@ def test_too_large_and_rate_limited(setup: tuple[Memory, KeyStore, Keys]) -> Non
 def test_a_full_disk_is_503_disk_full(disk: Path, embedder: Embedder) -> None:
     with Memory(home=disk, embedder=embedder) as memory:
         memory.add("before the disk filled", user_id="alice")
-        store = KeyStore(disk / "keys.db")
+        store = SQLiteKeyStore(disk / "keys.db")
         keys = make_keys(store)
         fill(disk)
         with client(memory, store) as c:  # ~900 KB of text: more than the disk has left

@@ -18,7 +18,7 @@ from engram import Memory
 from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 # Every other built-in check runs. Not `positive_data_acceptance`: the schema describes
 # shapes, while values (known memory types, non-blank text, id characters, k range, filter
@@ -32,7 +32,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iter
     home = tmp_path_factory.mktemp("fuzz")
     # the answering routes run the packaged tiny LM: the fuzzer tests HTTP, not a model
     with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
-        store = KeyStore(home / "keys.db")
+        store = SQLiteKeyStore(home / "keys.db")
         keys = make_keys(store)
         seeded = memory.add("the fuzzer's seed memory", user_id="alice")[0].id
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0, max_body_bytes=65_536))

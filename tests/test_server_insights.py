@@ -19,7 +19,7 @@ from engram import Memory
 from engram.config import ServerConfig
 from engram.lifecycle.report import GcAction
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 VIEWS = ("overview", "timeline", "retention", "jobs")
 SECRET = "alice's safe code is 4-8-15-16"
@@ -28,7 +28,7 @@ SECRET = "alice's safe code is 4-8-15-16"
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Memory, Keys, TestClient]]:
     with Memory(home=tmp_path, embedder=HashEmbedder()) as memory:
-        store = KeyStore(tmp_path / "keys.db")
+        store = SQLiteKeyStore(tmp_path / "keys.db")
         keys = make_keys(store)
         app = create_app(memory, store, ServerConfig(rate_limit_per_s=0), mcp=False)
         with TestClient(app) as client:

@@ -21,7 +21,7 @@ from engram.config import ServerConfig
 from engram.embed import Embedder
 from engram.scope import Scope
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 SECRET = "alice's secret: the safe code is 4-8-15-16"
 OVERRIDES = {
@@ -41,7 +41,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
     home: Path = tmp_path_factory.mktemp("isolation")
     # the answering routes run the packaged tiny LM: these tests are about isolation
     with Memory(home=home, embedder=embedder, answer={"model": "engram-lm"}) as memory:
-        store = KeyStore(home / "keys.db")
+        store = SQLiteKeyStore(home / "keys.db")
         keys = make_keys(store)
         memory.add("the shared team cube", agent_id="shared")
         keys.alice = bearer(store.create("alice", "write", reads=["agent:shared"])[0])

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 from engram.cli import app
 from engram.errors import NotFoundError, ValidationError
 from engram.server.access import ForbiddenError, Principal
-from engram.server.keys import KeyScope, KeyStore, hash_token, parse_owner
+from engram.store.keys import KeyScope, hash_token, parse_owner
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 runner = CliRunner()
 
 
 def test_tokens_are_stored_only_as_hashes(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.db")
+    store = SQLiteKeyStore(tmp_path / "keys.db")
     token, key = store.create("alice", "read")
     assert token.startswith("egk_") and len(token) > 40
     assert store.authenticate(token) == key
@@ -29,7 +30,7 @@ def test_tokens_are_stored_only_as_hashes(tmp_path: Path) -> None:
 
 
 def test_owner_scope_and_revocation(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.db")
+    store = SQLiteKeyStore(tmp_path / "keys.db")
     _, alice = store.create("alice")
     _, bot = store.create("agent:planner", "read")
     admin_token, admin = store.create(None, "admin")
@@ -52,7 +53,7 @@ def test_owner_scope_and_revocation(tmp_path: Path) -> None:
 )
 def test_invalid_keys_are_refused(tmp_path: Path, owner: str | None, scope: str) -> None:
     with pytest.raises(ValidationError):
-        KeyStore(tmp_path / "keys.db").create(owner, scope)
+        SQLiteKeyStore(tmp_path / "keys.db").create(owner, scope)
 
 
 def test_parse_owner() -> None:
@@ -90,7 +91,7 @@ def test_keys_cli(tmp_path: Path) -> None:
     payload = json.loads(created.stdout)
     assert set(payload) == {"key", "id", "owner", "scope", "reads"}
     assert (payload["owner"], payload["scope"]) == ("alice", "read")
-    assert KeyStore(tmp_path / "keys.db").authenticate(payload["key"]) is not None
+    assert SQLiteKeyStore(tmp_path / "keys.db").authenticate(payload["key"]) is not None
 
     human = _cli(tmp_path, "keys", "create", "--owner", "agent:bot")
     assert human.exit_code == 0 and "egk_" in human.stdout
@@ -100,7 +101,7 @@ def test_keys_cli(tmp_path: Path) -> None:
 
     revoked = _cli(tmp_path, "keys", "revoke", payload["id"])
     assert revoked.exit_code == 0
-    assert KeyStore(tmp_path / "keys.db").authenticate(payload["key"]) is None
+    assert SQLiteKeyStore(tmp_path / "keys.db").authenticate(payload["key"]) is None
     assert len(json.loads(_cli(tmp_path, "--json", "keys", "ls").stdout)) == 1
     assert len(json.loads(_cli(tmp_path, "--json", "keys", "ls", "--all").stdout)) == 2
 

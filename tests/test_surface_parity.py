@@ -23,8 +23,8 @@ from engram.embed import Embedder
 from engram.scope import Scope
 from engram.server.access import Principal
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.mcp_tools import build_mcp_server
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 runner = CliRunner()
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
@@ -51,7 +51,7 @@ def test_python(memory: Memory) -> None:
 
 
 def test_rest(memory: Memory, tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.db")
+    store = SQLiteKeyStore(tmp_path / "keys.db")
     alice = make_keys(store).alice
     app_ = create_app(memory, store, ServerConfig(rate_limit_per_s=0))
     with TestClient(app_, base_url="http://localhost") as client:

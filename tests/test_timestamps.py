@@ -18,7 +18,7 @@ from engram import Memory, ValidationError
 from engram.config import ServerConfig
 from engram.importers import import_file
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 from engram.timeutil import parse_time
 from engram.types import Message
 
@@ -80,8 +80,8 @@ def test_import_refuses_a_numeric_timestamp_and_names_the_line(tmp_path: Path, m
 
 
 def test_rest_refuses_numbers_and_accepts_iso(tmp_path: Path, mem: Memory) -> None:
-    keys = make_keys(KeyStore(tmp_path / "keys.db"))
-    app = create_app(mem, KeyStore(tmp_path / "keys.db"), ServerConfig(rate_limit_per_s=0))
+    keys = make_keys(SQLiteKeyStore(tmp_path / "keys.db"))
+    app = create_app(mem, SQLiteKeyStore(tmp_path / "keys.db"), ServerConfig(rate_limit_per_s=0))
     with TestClient(app) as client:
         for body in (
             {"text": "x", "timestamp": 12},

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from engram import Memory
 from engram.embed import Embedder
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.server.web import STATIC_DIR
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 
 def _no_embedder() -> Embedder:
@@ -23,7 +23,7 @@ def _no_embedder() -> Embedder:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with Memory(home=tmp_path, embedder=_no_embedder) as memory:
-        app = create_app(memory, KeyStore(tmp_path / "keys.db"), mcp=False)
+        app = create_app(memory, SQLiteKeyStore(tmp_path / "keys.db"), mcp=False)
         with TestClient(app, base_url="http://127.0.0.1") as test_client:
             yield test_client
 

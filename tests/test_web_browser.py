@@ -19,7 +19,7 @@ from engram import AddRequest, Memory
 from engram.embed import Embedder
 from engram.errors import NotFoundError
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 if MISSING:
     pytest.skip(MISSING, allow_module_level=True)
@@ -59,7 +59,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("web-home")
     with Memory(home=home, embedder=embedder) as memory:
-        keys = KeyStore(home / "keys.db")
+        keys = SQLiteKeyStore(home / "keys.db")
         alice, _ = keys.create("alice", "write")
         bob, _ = keys.create("bob", "write")
         alice_read, _ = keys.create("alice", "read")

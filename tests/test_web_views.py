@@ -22,8 +22,8 @@ from engram.embed import Embedder
 from engram.extract import ExtractionContext, ExtractionError, Extractor, Plan, register_extractor
 from engram.lifecycle.report import GcAction
 from engram.server.app import create_app
-from engram.server.keys import KeyStore
 from engram.store.jobs import JobState
+from engram.store.sqlite_keys import SQLiteKeyStore
 
 if MISSING:
     pytest.skip(MISSING, allow_module_level=True)
@@ -85,7 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterat
     home = tmp_path_factory.mktemp("web-views")
     extract = {"extractors": ["test-web-notes"], "max_attempts": 1, "backoff_s": 0.0}
     with Memory(home=home, embedder=embedder, extract=extract) as memory:
-        keys = KeyStore(home / "keys.db")
+        keys = SQLiteKeyStore(home / "keys.db")
         dana, _ = keys.create("dana", "read")
         erin, _ = keys.create("erin", "read")
         edited, pinned = _seed(memory)

@@ -1,6 +1,7 @@
 """Scale-out on one PostgreSQL database: two `engram serve` processes and one
 `engram worker`. A memory written through server A is found by the next search through
-server B (within a second), and the worker runs the extraction jobs the write queued."""
+server B (within a second), the worker runs the extraction jobs the write queued, and a key
+made or revoked through the database holds on both servers."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ import pytest
 
 pytest.importorskip("uvicorn", reason="pip install 'engram-os[server]'")
 httpx = pytest.importorskip("httpx")
-
-from engram.server.keys import KeyStore  # noqa: E402
 
 WAIT_S = 180.0  # two servers load the embedding model at once on shared cores
 TURNS = [
@@ -95,15 +94,26 @@ def _ready(servers: list[subprocess.Popen], logs: list[Path]) -> None:
 
 
 def test_two_servers_and_a_worker_share_one_database(pg_url: str, tmp_path: Path) -> None:
-    home = tmp_path / "home"  # both servers read keys from it; memories are in PostgreSQL
-    home.mkdir()
-    keys = KeyStore(home / "keys.db")
-    token, _ = keys.create("alice", "write")
-    keys.close()
+    # each process its own home, as on separate machines: memories and keys are in
+    # PostgreSQL; the key is made by `engram keys create` against the database
+    homes = [tmp_path / name for name in ("a", "b", "worker")]
+    made = subprocess.run(
+        [sys.executable, "-m", "engram", "--json", "keys", "create", "--owner", "alice"],
+        env=_env(homes[2], pg_url),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)["key"]
+    assert not (homes[2] / "keys.db").exists()  # not in the home: in the database
     auth = {"Authorization": f"Bearer {token}"}
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with ExitStack() as stack:
-        a, b = (stack.enter_context(_serve(home, pg_url, log)) for log in logs)
+        a, b = (
+            stack.enter_context(_serve(home, pg_url, log))
+            for home, log in zip(homes, logs, strict=False)
+        )
         _ready([a, b], logs)
         with httpx.Client(timeout=60, headers=auth) as http:
 
@@ -133,7 +143,7 @@ def test_two_servers_and_a_worker_share_one_database(pg_url: str, tmp_path: Path
 
             worker = subprocess.run(
                 [sys.executable, "-m", "engram", "--json", "worker", "--once"],
-                env=_env(home, pg_url),
+                env=_env(homes[2], pg_url),
                 capture_output=True,
                 text=True,
                 timeout=WAIT_S,
@@ -147,3 +157,27 @@ def test_two_servers_and_a_worker_share_one_database(pg_url: str, tmp_path: Path
             summaries = search(a, "Maya and Tomas session", types=["summary"], k=5)
             assert len(summaries) == 1  # derived once, and visible through both servers
             assert search(b, "Maya and Tomas session", types=["summary"], k=5) == summaries
+
+            revoked = subprocess.run(  # revoked through the database: both refuse it at once
+                [sys.executable, "-m", "engram", "keys", "revoke", _key_id(token, pg_url)],
+                env=_env(homes[2], pg_url),
+                capture_output=True,
+                text=True,
+                timeout=WAIT_S,
+            )
+            assert revoked.returncode == 0, revoked.stderr
+            for server in (a, b):
+                refused = http.post(f"{server.base_url}/v1/search", json={"query": "Maya"})
+                assert refused.status_code == 401
+
+
+def _key_id(token: str, url: str) -> str:
+    from engram.store.postgres.keys import PostgresKeyStore
+
+    keys = PostgresKeyStore(url)
+    try:
+        found = keys.authenticate(token)
+        assert found is not None
+        return found.id
+    finally:
+        keys.close()

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 
 from engram.bench.report import machine, percentile
-from engram.server.keys import KeyStore
+from engram.config import load_config
+from engram.store.keys import open_keys
 
 WORDS = (
     "tea coffee hiking Lisbon Tokyo dog greyhound marathon knee guitar wedding speech "
@@ -121,13 +122,16 @@ def run(
         raise ValueError("several servers need one shared database: give --database-url")
     mix = {"add": 0.25, "search": 0.5, "get": 0.25}
     with tempfile.TemporaryDirectory(prefix="engram-serve-bench-") as tmp:
-        home = Path(tmp)
-        keys = KeyStore(home / "keys.db")
+        # each server its own home, as on separate machines: on PostgreSQL the keys
+        # created here are in the database, where every server finds them
+        homes = [Path(tmp) / f"server-{i}" for i in range(servers)]
+        database = {"database_url": database_url} if database_url else {}
+        keys = open_keys(load_config(home=homes[0], **database))
         tokens = [keys.create(f"load-{i}", "write")[0] for i in range(owners)]
         keys.close()
         urls, procs = [], []
         try:
-            for _ in range(servers):
+            for home in homes:
                 port = _free_port()
                 urls.append(f"http://127.0.0.1:{port}")
                 procs.append(_start_server(home, port, database_url))

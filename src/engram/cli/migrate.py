@@ -5,7 +5,6 @@ Only typer and rich load here; the stores open when the command runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,25 +14,11 @@ from rich.table import Table
 from engram.cli import common
 
 if TYPE_CHECKING:
+    from engram.store.keys import KeyStore
     from engram.store.migrate import MigrationReport, OwnerDump
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _api_keys(home: Path) -> dict[str, object]:
-    """API keys live in `$ENGRAM_HOME/keys.db`, never in the memory store: they stay."""
-    path = home / "keys.db"
-    if not path.is_file():
-        return {"path": str(path), "keys": 0, "moved": False}
-    from engram.server.keys import KeyStore
-
-    store = KeyStore(path)
-    try:
-        count = len(store.list(include_revoked=False))
-    finally:
-        store.close()
-    return {"path": str(path), "keys": count, "moved": False}
 
 
 def _progress(owner: str, step: str, dump: OwnerDump) -> None:
@@ -44,9 +29,9 @@ def _progress(owner: str, step: str, dump: OwnerDump) -> None:
         err.print(f"{step} {owner}: {memories} memories", highlight=False)
 
 
-def _show(report: MigrationReport, keys: dict[str, object]) -> None:
+def _show(report: MigrationReport) -> None:
     if common.state.as_json:
-        common.emit({"event": "done", **report.as_dict(), "api_keys": keys})
+        common.emit({"event": "done", **report.as_dict()})
         return
     table = Table(title=f"{report.source} -> {report.target} (verified)")
     for column in ("table", "rows", "sha256"):
@@ -59,13 +44,16 @@ def _show(report: MigrationReport, keys: dict[str, object]) -> None:
         "(identical, skipped)",
         highlight=False,
     )
-    if keys["keys"]:
+    if report.keys is not None:
+        moved = report.keys
         out.print(
-            f"API keys: {keys['keys']} stay in {keys['path']} (keys are never in the memory "
-            "store); copy that file to the ENGRAM_HOME of each server on the new database",
+            f"API keys: {len(moved.copied)} copied, {len(moved.skipped)} already there "
+            f"({moved.source} -> {moved.target})",
             highlight=False,
             soft_wrap=True,
         )
+    else:
+        out.print("API keys: none at the source", highlight=False)
 
 
 def migrate(
@@ -80,17 +68,34 @@ def migrate(
         ),
     ] = False,
 ) -> None:
-    """Copy every owner (memories, histories, feedback, retention, jobs) into the target store."""
+    """Copy every owner (memories, histories, feedback, retention, jobs) and the API keys
+    into the target store."""
 
     @common.reports_errors
     def run() -> None:
         from engram.store.migrate import migrate as copy
-
-        home = Path(common.load_settings().home)  # where the API keys are
-        report = copy(source, target, merge=merge, progress=_progress)
-        _show(report, _api_keys(home))
+        keys = _key_stores(source, target)
+        try:
+            report = copy(source, target, merge=merge, progress=_progress, keys=keys)
+        finally:
+            for store in keys or ():
+                store.close()
+        _show(report)
 
     run()
+
+
+def _key_stores(source: str, target: str) -> tuple[KeyStore, KeyStore] | None:
+    """The API key stores of both sides; None when the source has none. URLs the
+    migration refuses are left for it to name."""
+    from engram.store.migrate_keys import key_store
+
+    schemes = ("sqlite:///", "postgresql://", "postgres://")
+    if not (source.startswith(schemes) and target.startswith(schemes)):
+        return None
+    held = key_store(source, create=False)
+    made = None if held is None else key_store(target, create=True)
+    return None if held is None or made is None else (held, made)
 
 
 def register(app: typer.Typer) -> None:

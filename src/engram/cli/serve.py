@@ -7,7 +7,8 @@ so the rest of the CLI starts as fast as before.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,7 +16,15 @@ from rich.table import Table
 
 from engram.cli import common
 
-keys_app = typer.Typer(help="API keys for `engram serve` (stored hashed).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from engram.store.keys import KeyStore
+
+T = TypeVar("T")
+
+keys_app = typer.Typer(
+    help="API keys for `engram serve` (stored hashed, in keys.db or the PostgreSQL store).",
+    no_args_is_help=True,
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -94,13 +103,13 @@ def serve(
         import uvicorn
 
         from engram.server.app import create_app
-        from engram.server.keys import KeyStore
+        from engram.store.keys import open_keys
 
         with common.opened() as memory:
             settings = memory.config.server.model_copy(
                 update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
             )
-            keys = None if no_auth else KeyStore(memory.home / "keys.db")
+            keys = None if no_auth else open_keys(memory.config)
             if keys is None:
                 err.print(
                     "[bold red]WARNING: --no-auth: no API keys are checked. Anyone who can "
@@ -145,9 +154,7 @@ def keys_create(
 
     @common.reports_errors
     def run() -> None:
-        from engram.server.keys import KeyStore
-
-        token, key = KeyStore(_home() / "keys.db").create(owner, scope, reads or ())
+        token, key = _keys(lambda keys: keys.create(owner, scope, reads or ()))
         shown = _shown_owner(key.owner) if key.owner else None
         if common.state.as_json:
             print(
@@ -180,9 +187,7 @@ def keys_ls(
 
     @common.reports_errors
     def run() -> None:
-        from engram.server.keys import KeyStore
-
-        keys = KeyStore(_home() / "keys.db").list(include_revoked=all_keys)
+        keys = _keys(lambda store: store.list(include_revoked=all_keys))
         if common.state.as_json:
             rows = [{**k.model_dump(mode="json"), "owner": _shown_owner(k.owner)} for k in keys]
             print(json.dumps(rows))
@@ -206,9 +211,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (from `keys l
 
     @common.reports_errors
     def run() -> None:
-        from engram.server.keys import KeyStore
-
-        key = KeyStore(_home() / "keys.db").revoke(key_id)
+        key = _keys(lambda keys: keys.revoke(key_id))
         if common.state.as_json:
             print(json.dumps({"id": key.id, "revoked": True}))
         else:
@@ -246,8 +249,15 @@ def mcp(
     run()
 
 
-def _home() -> Any:
-    return common.load_settings().home
+def _keys(action: Callable[[KeyStore], T]) -> T:
+    """Run `action` on the key store of the configured store, then close it."""
+    from engram.store.keys import open_keys
+
+    keys = open_keys(common.load_settings())
+    try:
+        return action(keys)
+    finally:
+        keys.close()
 
 
 def register(app: typer.Typer) -> None:

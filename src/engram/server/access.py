@@ -19,7 +19,7 @@ from engram.errors import EngramError, NotFoundError
 from engram.memory import Memory
 from engram.ops import Operation
 from engram.scope import OwnerKwargs, Scope, owner_args
-from engram.server.keys import ApiKey, KeyScope
+from engram.store.keys import ApiKey, KeyScope
 from engram.types import CubeStats, Mount
 
 

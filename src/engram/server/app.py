@@ -21,13 +21,13 @@ from engram.scope import Scope as OwnerScope
 from engram.server.auth import ServerState
 from engram.server.chat import chat
 from engram.server.errors import ApiError, error_response, install_error_handlers
-from engram.server.keys import KeyStore
 from engram.server.limits import BodyLimitMiddleware
 from engram.server.mcp_tools import PRINCIPAL_KEY, build_mcp_server
 from engram.server.metrics import Metrics, MetricsMiddleware
 from engram.server.routes import public, router
 from engram.server.routes_insights import insights
 from engram.server.web import mount_web
+from engram.store.keys import KeyStore
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MCP_PATH = "/mcp"

@@ -14,9 +14,9 @@ from engram.config import ServerConfig
 from engram.memory import Memory
 from engram.server.access import Principal, ScopedMemory
 from engram.server.errors import ApiError
-from engram.server.keys import KeyStore
 from engram.server.limits import RateLimiter
 from engram.server.metrics import Metrics
+from engram.store.keys import KeyStore
 
 bearer = HTTPBearer(
     auto_error=False,

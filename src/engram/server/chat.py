@@ -37,8 +37,8 @@ from engram.server.chat_stream import (
     served_model,
 )
 from engram.server.errors import ERROR_RESPONSES, ApiError, ErrorBody, status_of
-from engram.server.keys import KeyScope
 from engram.server.routes import known_query
+from engram.store.keys import KeyScope
 from engram.text.ingest import check_text
 from engram.types import SearchHit
 

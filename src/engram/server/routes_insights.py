@@ -24,10 +24,10 @@ from engram.scope import Scope
 from engram.server.access import ScopedMemory
 from engram.server.auth import Caller
 from engram.server.errors import ERROR_RESPONSES
-from engram.server.keys import KeyScope
 from engram.server.rest_ops import AgentQ, UserQ
 from engram.server.routes import known_query
 from engram.store.jobs import JobState
+from engram.store.keys import KeyScope
 from engram.types import MemoryItem, MemoryState
 
 insights = APIRouter(

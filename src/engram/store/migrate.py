@@ -27,6 +27,8 @@ from engram.timeutil import iso
 
 if TYPE_CHECKING:
     from engram.bundle.merge import OwnerMerge
+    from engram.store.keys import KeyStore
+    from engram.store.migrate_keys import KeyCopy
 
 # The neutral row layout of each table; `memory_id` stands where a store has a key.
 TABLES: dict[str, tuple[str, ...]] = {
@@ -324,6 +326,7 @@ class MigrationReport:
     copied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # held already, identical
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: KeyCopy | None = None  # API keys, when the migration moved them
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -334,6 +337,7 @@ class MigrationReport:
             "skipped": self.skipped,
             "tables": self.tables,
             "verified": True,
+            "api_keys": None if self.keys is None else self.keys.as_dict(),
         }
 
 
@@ -378,14 +382,23 @@ def migrate(
     *,
     merge: bool = False,
     progress: Callable[[str, str, OwnerDump], None] | None = None,
+    keys: tuple[KeyStore, KeyStore] | None = None,
 ) -> MigrationReport:
     """Copy every owner of `source_url` into `target_url`, verifying each; see the module
-    docstring for what is refused. `progress(owner, 'copied' | 'skipped', dump)`."""
+    docstring for what is refused. `progress(owner, 'copied' | 'skipped', dump)`.
+    `keys`: the source's and the target's API key stores, whose keys are copied too
+    (engram.store.migrate_keys; planned before anything is written)."""
+    from engram.store import migrate_keys
+
     reader = open_reader(source_url)
     try:
         writer = open_writer(target_url)
         try:
-            return _migrate(reader, writer, merge, progress)
+            planned = None if keys is None else migrate_keys.plan(*keys)
+            report = _migrate(reader, writer, merge, progress)
+            if keys is not None and planned is not None:
+                report.keys = migrate_keys.copy_keys(*keys, planned)
+            return report
         finally:
             writer.close()
     finally:

@@ -2,9 +2,10 @@
 advisory lock so processes starting together migrate once; then the application role, its
 grants, and the vector column's dimension with its HNSW index.
 
-Every table but `meta` and `schema_migrations` leads with `owner`, and row-level security
-(forced, so it binds the tables' owner too) shows a transaction only the rows of the owner
-it named in `engram.owner`, unless it asked for every owner (`engram.scope = 'all'`).
+Every table but `meta`, `schema_migrations` and the API keys' leads with `owner`, and
+row-level security (forced, so it binds the tables' owner too) shows a transaction only the
+rows of the owner it named in `engram.owner`, unless it asked for every owner
+(`engram.scope = 'all'`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from engram.errors import SchemaVersionError
+from engram.store.postgres.conn import store_error
 
 _LOCK = 0x656E6772616D  # "engram": the advisory lock key of migrations
 
@@ -215,15 +217,36 @@ CREATE POLICY owner_rows ON mounts
            OR current_setting('engram.scope', true) = 'all')
 """
 
+# API keys (engram.store.keys): every server on the database authenticates the same keys.
+# A key is looked up by its token's hash before its owner is known, so these tables are not
+# owner-scoped (a Citus deployment makes them reference tables); they hold hashes only.
+_API_KEYS = """
+CREATE TABLE api_keys (
+    id text PRIMARY KEY,
+    token_sha256 text NOT NULL UNIQUE,
+    owner text,
+    scope text NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
+    created_at timestamptz NOT NULL,
+    revoked_at timestamptz
+);
+CREATE TABLE api_key_reads (
+    key_id text NOT NULL REFERENCES api_keys (id),
+    owner text NOT NULL,
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (key_id, owner)
+)
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", _INITIAL),
     ("0002_row_level_security", _RLS),
     ("0003_leakproof_text_match", _LEAKPROOF_MATCH),
     ("0004_mounts", _MOUNTS),
+    ("0005_api_keys", _API_KEYS),
 ]
 # The application role's tables: the owned ones of 0001 (0002 secures exactly those) and
 # those later migrations add, each with its own row-level security.
-GRANTED_TABLES = ("meta", *OWNED_TABLES, "mounts")
+GRANTED_TABLES = ("meta", *OWNED_TABLES, "mounts", "api_keys", "api_key_reads")
 
 
 def _statements(script: str) -> list[str]:
@@ -317,6 +340,17 @@ def migrate(conn: psycopg.Connection, where: str, role: str) -> list[str]:
         _grant(cur, role)
     conn.commit()
     return done
+
+
+def prepare(url: str, where: str, app_role: str, timeout_s: float, dim: int | None) -> None:
+    """Migrate the database (once across processes) and, given `dim`, size its vectors."""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
+            migrate(conn, where, app_role)
+            if dim is not None:
+                ensure_dim(conn, dim)
+    except psycopg.Error as err:
+        raise store_error(err, where, "migrate") from err
 
 
 def _check_known(applied: set[str], known: list[str], where: str) -> None:

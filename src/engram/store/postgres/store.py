@@ -64,13 +64,7 @@ class PostgresStore(LifecycleMethods, QueueMethods, MountMethods):
         search list, before the owner filter)."""
         self.where = describe(url)
         self._dim = dim
-        try:
-            with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
-                schema.migrate(conn, self.where, app_role)
-                if dim is not None:
-                    schema.ensure_dim(conn, dim)
-        except psycopg.Error as err:
-            raise store_error(err, self.where, "migrate") from err
+        schema.prepare(url, self.where, app_role, timeout_s, dim)
         self.url = url
         self.db = Database(url, app_role, min_size, max_size, timeout_s)
         self._owners: dict[int, str] = {}
