@@ -241,8 +241,8 @@ def test_a_target_changed_after_planning_is_refused(memory: Memory) -> None:
     ("source", "into", "threshold", "error", "match"),
     [
         ("user:bob", "user:bob", None, ValidationError, "into itself"),
-        ("bob", "user:alice", None, ValidationError, "source must be an owner"),
-        ("user:bob", "team:x", None, ValidationError, "into must be an owner"),
+        ("bob", "user:alice", None, ValidationError, "source must name an owner"),
+        ("user:bob", "team:x", None, ValidationError, "into must name an owner"),
         ("user:", "user:alice", None, ValidationError, "source must be"),
         ("user:bob", "user:alice", 1.5, ValidationError, "threshold"),
         ("user:bob", "user:alice", True, ValidationError, "threshold"),

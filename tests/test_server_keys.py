@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from engram.cli import app
 from engram.errors import NotFoundError, ValidationError
+from engram.scope import Scope
 from engram.server.access import ForbiddenError, Principal
 from engram.store.keys import KeyScope, hash_token, parse_owner
 from engram.store.sqlite_keys import SQLiteKeyStore
@@ -61,6 +62,28 @@ def test_parse_owner() -> None:
     assert parse_owner("user:alice") == "user:alice"
     assert parse_owner("agent:bot") == "agent:bot"
     assert parse_owner("team:x") == "user:team:x"  # not a known prefix: a user id with a colon
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("alice", "must name an owner as user:NAME or agent:NAME, got 'alice'"),
+        ("team:x", "must name an owner as user:NAME or agent:NAME"),
+        ("user:", "cube must be a non-empty string"),
+        ("agent:" + "x" * 129, "cube must be a non-empty string of at most 128"),
+        ("user:a\ud800", "cube is not valid UTF-8"),
+        (None, "cube must be a string such as user:NAME or agent:NAME, got None"),
+        (["user:a"], "must be a string such as"),
+    ],
+)
+def test_one_owner_parser_for_every_surface(value: object, message: str) -> None:
+    """Scope.parse: what mounts, fuse, bundles and keys (with bare names) accept."""
+    assert Scope.parse("user:alice", "cube") == "user:alice"
+    assert Scope.parse("agent:team", "cube") == "agent:team"
+    with pytest.raises(ValidationError, match=message):
+        Scope.parse(value, "cube")
+    with pytest.raises(ValidationError, match="owner must be a string such as alice"):
+        parse_owner(5)
 
 
 def test_principal_owner_resolution() -> None:

@@ -32,12 +32,7 @@ MAX_MOUNTS = 16  # each mounted cube is one more search per query
 
 def parse_cube(value: Any, what: str = "cube") -> str:
     """A cube by its owner, 'user:alice' or 'agent:team', checked as owner ids are."""
-    if isinstance(value, str):
-        kind, sep, name = value.partition(":")
-        if sep and kind in ("user", "agent"):
-            scope = Scope.of(user_id=name) if kind == "user" else Scope.of(agent_id=name)
-            return str(scope.owner)
-    raise ValidationError(f"{what} must name an owner as user:NAME or agent:NAME, got {value!r}")
+    return Scope.parse(value, what)
 
 
 def unknown_cube(cube: str, owner: str) -> str:

@@ -107,6 +107,23 @@ class Scope:
         return scope
 
     @staticmethod
+    def parse(value: object, what: str = "owner", *, bare_user: bool = False) -> str:
+        """An owner as every surface names one, 'user:alice' or 'agent:bot', its id checked
+        as user and agent ids are. `bare_user`: a name without a known kind ('alice',
+        'team:x') is a user id, as `engram keys create --owner` reads it."""
+        if isinstance(value, str):
+            kind, sep, name = value.partition(":")
+            if not sep or kind not in ("user", "agent"):
+                if not bare_user:
+                    raise ValidationError(
+                        f"{what} must name an owner as user:NAME or agent:NAME, got {value!r}"
+                    )
+                kind, name = "user", value
+            return f"{kind}:{check_id(name, what)}"
+        shape = "alice, user:alice or agent:bot" if bare_user else "user:NAME or agent:NAME"
+        raise ValidationError(f"{what} must be a string such as {shape}, got {value!r}")
+
+    @staticmethod
     def owner_kwargs(owner: str) -> dict[str, str]:
         """'user:alice' -> {'user_id': 'alice'}; 'agent:bot' -> {'agent_id': 'bot'}."""
         kind, _, name = owner.partition(":")

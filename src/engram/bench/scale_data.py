@@ -48,7 +48,8 @@ class Corpus:
         out = self.centres[clusters] + rng.standard_normal((len(clusters), dim)).astype(
             np.float32
         ) * (self.noise / np.sqrt(dim))
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+        # float32 as an embedder's (a float64 scalar above promoted them)
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
     def text(self, rng: np.random.Generator, cluster: int, n_words: int = 12) -> str:
         topic = self.topic_words[cluster]

@@ -137,14 +137,10 @@ def _write(
 
 
 def _owner_of(manifest: dict[str, Any], path: Path) -> str:
-    owner: str = manifest["owner"]
     try:
-        named = Scope.owner_kwargs(owner)
-        if Scope.of(named.get("user_id"), named.get("agent_id")).owner != owner:
-            raise ValidationError(f"{owner!r} is not user:<id> or agent:<id>")
+        return Scope.parse(manifest["owner"])
     except ValidationError as err:
         raise BundleError(f"bundle {path} names no valid owner: {err}") from err
-    return owner
 
 
 def _checked_dump(root: Path, manifest: dict[str, Any]) -> OwnerDump:

@@ -3,13 +3,12 @@ so memory.py stays small; the CLI calls it, and AsyncMemory wraps it."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from engram.errors import NotFoundError, ValidationError
 from engram.fuse.apply import FuseReport, apply_plan
 from engram.fuse.plan import FUSE_THRESHOLD, Planner
-from engram.scope import check_id
+from engram.scope import Scope
 
 if TYPE_CHECKING:
     from engram.config import EngramConfig
@@ -17,17 +16,9 @@ if TYPE_CHECKING:
     from engram.extract.jobs import Extraction
     from engram.store.base import Store
 
-_OWNER = re.compile(r"(user|agent):(.+)", re.S)
-
-
 def check_owner(value: object, what: str) -> str:
     """An owner as `owners()` names it: 'user:<id>' or 'agent:<id>'."""
-    match = _OWNER.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValidationError(
-            f"{what} must be an owner like 'user:alice' or 'agent:bot', got {value!r}"
-        )
-    return f"{match[1]}:{check_id(match[2], what)}"
+    return Scope.parse(value, what)
 
 
 def check_threshold(value: object) -> float:

@@ -64,16 +64,9 @@ class ApiKey(BaseModel):
     revoked_at: datetime | None = None
 
 
-def parse_owner(owner: str) -> str:
+def parse_owner(owner: object) -> str:
     """'alice' or 'user:alice' -> 'user:alice'; 'agent:bot' stays. Checked like user ids."""
-    if not isinstance(owner, str):
-        raise ValidationError("owner must be a string such as alice, user:alice or agent:bot")
-    kind, sep, name = owner.partition(":")
-    if not sep or kind not in ("user", "agent"):
-        kind, name = "user", owner
-    scope = Scope.of(user_id=name) if kind == "user" else Scope.of(agent_id=name)
-    assert scope.owner is not None
-    return scope.owner
+    return Scope.parse(owner, "owner", bare_user=True)
 
 
 def hash_token(token: str) -> str:

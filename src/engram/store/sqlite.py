@@ -429,7 +429,7 @@ class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin, MountsMixin):
         grows with the whole index); with secure_delete on and the WAL checkpointed, no
         erased text stays in the files."""
         with self._write() as conn:
-            query = "SELECT key FROM memories WHERE cube_id = ? AND key IN ({marks})"
+            query = "SELECT key FROM memories WHERE +cube_id = ? AND key IN ({marks})"
             found = [row[0] for row in select_in(conn, query, (cube,), keys)]
             if not found:
                 return 0
@@ -602,7 +602,7 @@ class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin, MountsMixin):
         )
 
     def vectors(self, cube: int, keys: list[int]) -> np.ndarray:
-        query = "SELECT key, embedding FROM memories WHERE cube_id = ? AND key IN ({marks})"
+        query = "SELECT key, embedding FROM memories WHERE +cube_id = ? AND key IN ({marks})"
         with self._reading() as conn:
             found = dict(select_in(conn, query, (cube,), keys))
         return decode_matrix([found[k] for k in keys], self.dim)

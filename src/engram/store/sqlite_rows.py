@@ -31,9 +31,11 @@ def items_by_keys(
     conn: sqlite3.Connection, cube: int, keys: Sequence[int]
 ) -> dict[int, MemoryItem]:
     """Items by store key; keys not in the cube are left out."""
+    # `+m.cube_id`: look the keys up by rowid; left to itself the planner read the whole
+    # cube through its cube_id index (13 ms for 10 keys of a 100,000-memory cube, not 0.1)
     query = (
         f"SELECT {sql.MEMORY_COLUMNS} FROM {sql.FROM_MEMORIES} "
-        "WHERE m.cube_id = ? AND m.key IN ({marks})"
+        "WHERE +m.cube_id = ? AND m.key IN ({marks})"
     )
     return {
         row[0]: item_from_row(row)

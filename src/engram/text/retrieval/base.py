@@ -35,7 +35,9 @@ class QueryContext:
     @property
     def vector(self) -> np.ndarray:
         if self._vector is None:
-            self._vector = self.embed(self.query)
+            # float32 like every snapshot matrix: a float64 query made numpy convert the
+            # whole matrix on each product (56 ms instead of 3 for 100,000 memories)
+            self._vector = np.asarray(self.embed(self.query), dtype=np.float32)
         return self._vector
 
     @property
