@@ -120,6 +120,33 @@ def test_a_write_through_one_store_is_found_by_anothers_search(pg_url: str) -> N
         b.close()
 
 
+def test_repeated_statements_are_planned_for_their_own_values(pg_url: str) -> None:
+    """psycopg prepares a statement run five times, and PostgreSQL would then plan it once
+    for any owner and keys (a generic plan read a 100,000-memory owner through its cube
+    index to fetch ten memories). Every execution gets a plan of its own."""
+    store = PostgresStore(pg_url, DIM, max_size=1)  # one connection: the same statements
+    try:
+        cube = store.cube_id("user:a", create=True)
+        assert cube is not None
+        items = store.insert(
+            cube, [new_row(f"note {i}") for i in range(8)], np.stack([unit(i) for i in range(8)])
+        )
+        keys = [store.locate(item.id).key for item in items]  # type: ignore[union-attr]
+        for i in range(12):
+            assert list(store.by_keys(cube, keys[i % 8 : i % 8 + 1])) == [keys[i % 8]]
+        with store.db.tx("user:a") as cur:
+            cur.execute("SHOW plan_cache_mode")
+            assert cur.fetchone() == ("force_custom_plan",)
+            cur.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE '%%m.key = ANY%%'"
+            )
+            [(generic, custom)] = cur.fetchall()
+        assert generic == 0 and custom >= 6  # prepared, and planned afresh each time
+    finally:
+        store.close()
+
+
 def test_concurrent_starts_migrate_once(pg_url: str) -> None:
     barrier = threading.Barrier(4)
     opened: list[PostgresStore] = []

@@ -40,9 +40,9 @@ def fetch_candidates(
     text, params = sql.candidates_sql(owner, cube, terms, stored_vector(vector), n, ef, flt)
     with db.tx(owner) as cur:
         cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
-        # never prepared: a generic plan, blind to the owner and the limits, sorted the
-        # whole table by distance (1.5 s a search in a 300,000-memory store)
-        cur.execute(text, params, binary=True, prepare=False)
+        # planned for its own owner and limits (conn.py: force_custom_plan); a generic plan
+        # sorted the whole table by distance (1.5 s a search in a 300,000-memory store)
+        cur.execute(text, params, binary=True)
         rows: list[Any] = cur.fetchall()
     return build_snapshot(
         CANDIDATE_REV,
