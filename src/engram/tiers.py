@@ -119,8 +119,8 @@ def copy_dirs(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
         if final.exists():
             if not same_files(src, final):
                 raise BundleConflictError(
-                    f"{final} exists with other content than the bundle's {src.name}; "
-                    "nothing was imported (an artifact is never overwritten)"
+                    f"{final} exists with other content than {src}; nothing was "
+                    "written (an artifact is never overwritten)"
                 )
         else:
             todo.append((src, final))

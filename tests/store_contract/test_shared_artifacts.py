@@ -5,13 +5,16 @@ erasure through one removes what the other built."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _pg import fresh_database
 
 from engram import Memory
+from engram.bundle.errors import BundleConflictError
 from engram.config import load_config
 from engram.embed import Embedder
-from engram.errors import ConfigError
+from engram.errors import ConfigError, ValidationError
 from engram.tiers import ACTIVATION, PARAMETRIC
 
 
@@ -58,3 +61,55 @@ def test_artifacts_dir_defaults_to_the_home_and_expands_the_user(tmp_path: Path)
     assert config.artifacts == Path("~/engram-shared").expanduser()
     with pytest.raises(ConfigError, match="artifacts_dir"):
         load_config(home=tmp_path, artifacts_dir=["not", "a", "path"])
+
+
+def test_migrate_moves_blocks_and_adapters_into_the_new_artifacts_dir(
+    tmp_path: Path, pg_server: Any, embedder: Embedder
+) -> None:
+    """`engram migrate --artifacts-to`: a SQLite home's KV blocks and adapters land in the
+    directory the PostgreSQL servers share, and load there; a repeat copies nothing, a
+    file held with other content stops it, a block gone from the source is named."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from engram.cli import app
+    from engram.store.migrate import migrate
+
+    pg_url = fresh_database(pg_server)
+    home, shared = tmp_path / "home", tmp_path / "shared"
+    local = Memory(home=home, embedder=embedder, lora={"epochs": 1, "safeguards": []})
+    try:
+        local.add("Maya adopted a greyhound named Pixel.", user_id="maya")
+        local.add("Maya lives in Lisbon.", user_id="maya")
+        block = local.kv.build(user_id="maya", recent=2)
+        adapter = local.lora.train(user_id="maya")
+        ghost = local.add("Tomas plays chess.", user_id="tomas")[0]
+        local.store.record_artifact(ACTIVATION, "user:tomas", "gone-block", [(ghost.id, 1)])
+    finally:
+        local.close()
+    src = f"sqlite:///{home}/engram.db"
+    args = ["--json", "migrate", "--from", src, "--to", pg_url, "--artifacts-to", str(shared)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout.splitlines()[-1])["artifacts"]
+    assert (report["copied"], report["skipped"]) == (2, 0)
+    assert report["missing"] == ["activation:user:tomas:gone-block"]
+    node = _node(tmp_path, "node", pg_url, shared, embedder)
+    try:
+        assert [e.key for e in node.kv.ls(user_id="maya")] == [block.key]
+        assert node.kv.get(block.key).n_tokens == block.n_tokens  # checksums verified
+        assert [v.version for v in node.lora.ls(user_id="maya")] == [adapter.version]
+    finally:
+        node.close()
+    again = migrate(src, pg_url, artifacts=(home, shared))
+    assert again.artifacts is not None and len(again.artifacts.skipped) == 2
+    assert again.artifacts.copied == []
+    other = tmp_path / "other"
+    (other / "kv" / block.key).mkdir(parents=True)
+    (other / "kv" / block.key / "manifest.json").write_text("{}")
+    with pytest.raises(BundleConflictError, match="other content"):
+        migrate(src, fresh_database(pg_server), artifacts=(home, other))
+    assert not (other / "lora").exists()  # nothing of that owner's files was written
+    with pytest.raises(ValidationError, match="source's artifacts directory"):
+        migrate(src, pg_url, artifacts=(home, home))

@@ -24,12 +24,17 @@ if TYPE_CHECKING:
     from engram.config import EngramConfig
 
 
+def block_dir(artifacts: Path, key: str) -> Path:
+    """Where a KV block lives under an artifacts directory (one directory per block key)."""
+    return Path(artifacts) / "kv" / key
+
+
 class KVHandle:
     """A home's KV store, opened (with torch) on first use; removal works without it."""
 
     def __init__(self, config: EngramConfig):
         self.config = config
-        self.root = Path(config.artifacts) / "kv"
+        self.root = block_dir(config.artifacts, "")
         self._store: KVStore | None = None
         self._lock = threading.Lock()
 

@@ -5,6 +5,7 @@ Only typer and rich load here; the stores open when the command runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -54,6 +55,15 @@ def _show(report: MigrationReport) -> None:
         )
     else:
         out.print("API keys: none at the source", highlight=False)
+    files = report.artifacts
+    if files is not None:
+        missing = f", {len(files.missing)} missing at the source" if files.missing else ""
+        out.print(
+            f"KV blocks and adapters: {len(files.copied)} copied, {len(files.skipped)} "
+            f"already there{missing} ({files.source} -> {files.target})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def migrate(
@@ -67,22 +77,51 @@ def migrate(
             "--merge", help="Add the source's owners to a target that holds other owners."
         ),
     ] = False,
+    artifacts_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts-to",
+            help="Also copy the owners' KV blocks and adapters into this directory (the "
+            "new servers' ENGRAM_ARTIFACTS_DIR).",
+        ),
+    ] = None,
+    artifacts_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts-from",
+            help="Where the source's KV blocks and adapters are (default: the SQLite "
+            "file's directory, or the configured artifacts_dir for PostgreSQL).",
+        ),
+    ] = None,
 ) -> None:
-    """Copy every owner (memories, histories, feedback, retention, jobs) and the API keys
-    into the target store."""
+    """Copy every owner (memories, histories, feedback, retention, jobs), the API keys and,
+    with --artifacts-to, the KV blocks and adapters into the target store."""
 
     @common.reports_errors
     def run() -> None:
         from engram.store.migrate import migrate as copy
+
+        files = None
+        if artifacts_to is not None:
+            files = (artifacts_from or _artifacts_of(source), artifacts_to)
         keys = _key_stores(source, target)
         try:
-            report = copy(source, target, merge=merge, progress=_progress, keys=keys)
+            report = copy(
+                source, target, merge=merge, progress=_progress, keys=keys, artifacts=files
+            )
         finally:
             for store in keys or ():
                 store.close()
         _show(report)
 
     run()
+
+
+def _artifacts_of(source: str) -> Path:
+    """The source's artifacts directory: a home keeps kv/ and lora/ beside engram.db."""
+    if source.startswith("sqlite:///"):
+        return Path(source.removeprefix("sqlite:///")).expanduser().parent
+    return Path(common.load_settings().artifacts)
 
 
 def _key_stores(source: str, target: str) -> tuple[KeyStore, KeyStore] | None:

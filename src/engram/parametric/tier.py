@@ -40,6 +40,12 @@ def facts_of(items: Sequence[MemoryItem]) -> tuple[list[Fact], int]:
     return facts, skipped
 
 
+def adapter_dir(artifacts: Path, owner: str, version: str = "") -> Path:
+    """Where an owner's adapter versions live under an artifacts directory (`v<N>/` each)."""
+    folder = Path(artifacts) / "lora" / quote(owner, safe="")
+    return folder / version if version else folder
+
+
 class ParametricTier(Tier[MemoryItem, "AdapterManifest"]):
     """One owner's adapter versions; each is recorded with the memory versions it learned."""
 
@@ -53,7 +59,7 @@ class ParametricTier(Tier[MemoryItem, "AdapterManifest"]):
 
     @property
     def folder(self) -> Path:
-        return self.root / quote(self.owner, safe="")
+        return adapter_dir(self.config.artifacts, self.owner)
 
     def _versions(self) -> dict[str, tuple[Path, dict[str, Any]]]:
         """'v<N>' -> (directory, manifest as plain JSON), without loading torch."""

@@ -28,6 +28,7 @@ from engram.timeutil import iso
 if TYPE_CHECKING:
     from engram.bundle.merge import OwnerMerge
     from engram.store.keys import KeyStore
+    from engram.store.migrate_artifacts import ArtifactCopy
     from engram.store.migrate_keys import KeyCopy
 
 # The neutral row layout of each table; `memory_id` stands where a store has a key.
@@ -327,6 +328,7 @@ class MigrationReport:
     skipped: list[str] = field(default_factory=list)  # held already, identical
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: KeyCopy | None = None  # API keys, when the migration moved them
+    artifacts: ArtifactCopy | None = None  # KV blocks and adapters, when it moved them
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -338,6 +340,7 @@ class MigrationReport:
             "tables": self.tables,
             "verified": True,
             "api_keys": None if self.keys is None else self.keys.as_dict(),
+            "artifacts": None if self.artifacts is None else self.artifacts.as_dict(),
         }
 
 
@@ -383,11 +386,14 @@ def migrate(
     merge: bool = False,
     progress: Callable[[str, str, OwnerDump], None] | None = None,
     keys: tuple[KeyStore, KeyStore] | None = None,
+    artifacts: tuple[Path, Path] | None = None,
 ) -> MigrationReport:
     """Copy every owner of `source_url` into `target_url`, verifying each; see the module
     docstring for what is refused. `progress(owner, 'copied' | 'skipped', dump)`.
     `keys`: the source's and the target's API key stores, whose keys are copied too
-    (engram.store.migrate_keys; planned before anything is written)."""
+    (engram.store.migrate_keys; planned before anything is written). `artifacts`: the
+    source's and the target's artifacts directories: each owner's KV blocks and adapters
+    are copied after its rows (engram.store.migrate_artifacts)."""
     from engram.store import migrate_keys
 
     reader = open_reader(source_url)
@@ -395,7 +401,8 @@ def migrate(
         writer = open_writer(target_url)
         try:
             planned = None if keys is None else migrate_keys.plan(*keys)
-            report = _migrate(reader, writer, merge, progress)
+            files = None if artifacts is None else _artifact_copy(*artifacts)
+            report = _migrate(reader, writer, merge, progress, files)
             if keys is not None and planned is not None:
                 report.keys = migrate_keys.copy_keys(*keys, planned)
             return report
@@ -405,13 +412,28 @@ def migrate(
         reader.close()
 
 
+def _artifact_copy(source: Path, target: Path) -> ArtifactCopy:
+    from engram.store.migrate_artifacts import ArtifactCopy
+
+    source, target = Path(source).expanduser(), Path(target).expanduser()
+    if not source.is_dir():
+        raise ValidationError(f"no artifacts directory at {source}")
+    if source.resolve() == target.resolve():
+        raise ValidationError(
+            f"--artifacts-to is the source's artifacts directory ({source}): the files are "
+            "there already; give another directory, or leave it out"
+        )
+    return ArtifactCopy(source, target)
+
+
 def _migrate(
     reader: StoreReader,
     writer: StoreWriter,
     merge: bool,
     progress: Callable[[str, str, OwnerDump], None] | None,
+    files: ArtifactCopy | None = None,
 ) -> MigrationReport:
-    report = MigrationReport(reader.where, writer.where)
+    report = MigrationReport(reader.where, writer.where, artifacts=files)
     owners = reader.owners()
     held = set(writer.owners())
     foreign = sorted(held - set(owners))
@@ -446,6 +468,10 @@ def _migrate(
             _verify(owner, dump, writer.dump(owner), writer.where)
             report.copied.append(owner)
             step = "copied"
+        if files is not None:  # held owners too: a run again completes an interrupted copy
+            from engram.store.migrate_artifacts import copy_owner_artifacts
+
+            copy_owner_artifacts(dump, files)
         for table, (count, digest) in dump.digests().items():
             rows[table] += count
             hashes[table].update(f"{owner}\x00{digest}\n".encode())
