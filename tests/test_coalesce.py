@@ -82,6 +82,24 @@ def test_an_oversized_request_is_queued_one_batch_at_a_time() -> None:
     assert inner.batches == [4, 4, 2]  # a query arriving meanwhile waits for one batch only
 
 
+def test_a_bulk_request_goes_in_pieces_of_alike_length_and_comes_back_in_order() -> None:
+    """Pieces take the texts longest first (little padding per batch); each caller still
+    gets its vectors in the order it gave the texts."""
+    seen: list[list[str]] = []
+
+    class Recording(HashEmbedder):
+        def _embed(self, texts: list[str]) -> np.ndarray:
+            seen.append(list(texts))
+            return super()._embed(texts)
+
+    texts = [" ".join(["w"] * n) + f" t{n}" for n in (3, 40, 1, 17, 40, 9, 25, 2, 33)]
+    vectors = CoalescingEmbedder(Recording(dim=32), max_batch=4).embed(texts)
+    assert np.allclose(vectors, HashEmbedder(dim=32).embed(texts), atol=1e-6)
+    lengths = [[len(t) for t in piece] for piece in seen]
+    assert [len(piece) for piece in seen] == [4, 4, 1]
+    assert all(min(a) >= max(b) for a, b in zip(lengths, lengths[1:], strict=False))
+
+
 def test_a_failure_reaches_every_caller_of_that_batch_and_the_next_still_works() -> None:
     inner = SlowHash(delay=0.05, fail_on="poison")
     coalesced = CoalescingEmbedder(inner)

@@ -91,7 +91,7 @@ def bench_memory(database_url: str | None = None, **search: Any) -> Iterator[Mem
 def warm_up(embedder: Embedder) -> None:
     """Run the model once over texts of every length bucket, so one-time kernel set-up
     (oneDNN creates primitives per input shape) is not timed as ingest or search."""
-    texts = [" ".join(["memory"] * n) for n in range(1, 130, 3)]
-    embedder.embed(texts)
-    for text in texts[:8]:
-        embedder.embed_one(text)
+    lengths = range(1, 130, 4)  # a full batch of each length: every padded shape is seen
+    embedder.embed([" ".join(["memory"] * n) for n in lengths for _ in range(32)])
+    for n in lengths[:8]:
+        embedder.embed_one(" ".join(["memory"] * n))
