@@ -69,6 +69,13 @@ class EmbedderConfig(_Section):
         "the numpy encoder without importing torch; larger ones on sentence-transformers. "
         "0: always sentence-transformers.",
     )
+    adapter: str = Field(
+        default="auto",
+        description="A low-rank weight delta for the local encoder: 'conv-v1' (packaged: "
+        "tuned on generated conversations, docs/retrieval.md), a path to an adapter file, "
+        "'none', or 'auto' (conv-v1 on the packaged model, except for a store whose vectors "
+        "were made without it).",
+    )
     coalesce: bool = Field(
         default=True,
         description="Concurrent callers share model calls (queued texts go as one batch).",

@@ -122,6 +122,8 @@ class Memory(
             raise
         if not lazy:
             try:
+                if embedder is None:  # the configured one follows what the store holds
+                    self.embedder = self._follow_store(self.embedder)
                 self._check_embedder(self.embedder)
             except EngramError:
                 self._close_owned(store=self.store)
@@ -133,6 +135,19 @@ class Memory(
 
     def _check_embedder(self, embedder: Embedder) -> None:
         self.store.check_embedder(embedder.name, embedder.dim)
+
+    def _follow_store(self, built: Embedder) -> Embedder:
+        """`built` from the configured settings, or, where `embedder.adapter = "auto"` and
+        the store's vectors were made without the default adapter, the plain model."""
+        recorded = self.store.recorded_embedder()
+        if recorded is None or recorded == built.name or self.config.embedder.adapter != "auto":
+            return built
+        other = build_embedder(self.config.embedder, recorded=recorded)
+        if other.name == built.name:
+            other.close()
+            return built
+        built.close()
+        return other
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from engram.cli import common
 from engram.errors import ValidationError
 
 bench_app = typer.Typer(
@@ -52,10 +53,7 @@ def _check_data(data: Path | None) -> None:
 
 
 def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as err:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from err
+    return list(common.int_list(text))
 
 
 @bench_app.command("ingest")

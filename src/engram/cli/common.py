@@ -92,13 +92,26 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def int_list(text: str, hint: str | None = None) -> tuple[int, ...]:
+    """A comma-separated list of integers (an option's value)."""
+    import typer
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as err:
+        raise typer.BadParameter(
+            f"expected comma-separated integers, got {text!r}", param_hint=hint
+        ) from err
+
+
 @functools.cache
-def _embedder(settings: str) -> Embedder:
-    """One embedder per process and configuration (the model loads once)."""
+def _embedder(settings: str, recorded: str | None = None) -> Embedder:
+    """One embedder per process and configuration (the model loads once); `recorded`, the
+    store's embedder, is what `embedder.adapter = "auto"` follows."""
     from engram.config import EmbedderConfig
     from engram.embed import build_embedder
 
-    return build_embedder(EmbedderConfig.model_validate_json(settings))
+    return build_embedder(EmbedderConfig.model_validate_json(settings), recorded)
 
 
 @contextmanager
@@ -110,9 +123,8 @@ def opened() -> Iterator[Memory]:
 
     overrides: dict[str, Any] = {} if state.home is None else {"home": state.home}
     config = load_config(**overrides)
-    memory = Memory(
-        config, embedder=functools.partial(_embedder, config.embedder.model_dump_json())
-    )
+    settings = config.embedder.model_dump_json()
+    memory = Memory(config, embedder=lambda: _embedder(settings, memory.store.recorded_embedder()))
     try:
         yield memory
     finally:

@@ -5,6 +5,7 @@ Only typer loads here; torch and transformers load when a pull converts a model.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +13,7 @@ import typer
 from engram.cli import common
 
 models_app = typer.Typer(
-    help="Models for the activation and parametric tiers: pull, list.",
+    help="Models: pull and list those of the activation and parametric tiers; tune the embedder.",
     no_args_is_help=True,
 )
 
@@ -61,6 +62,51 @@ def _progress(message: str) -> None:
 
 def _silent(_message: str) -> None:
     return None
+
+
+@models_app.command("tune-embedder")
+def tune_embedder(
+    out: Annotated[Path, typer.Option("--out", help="The adapter file to write.")],
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="Generator seeds to train on (seed 0 is scored).")
+    ] = "1,2,3",
+    conversations: Annotated[
+        int, typer.Option("--conversations", min=1, help="Conversations per seed.")
+    ] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 1,
+    rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank.")] = 16,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 2e-4,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Stop after this many steps.")
+    ] = None,
+) -> None:
+    """Train an embedder adapter on generated conversations (docs/retrieval.md); select it
+    with embedder.adapter = PATH."""
+
+    @common.reports_errors
+    def run() -> None:
+        from engram.embed.tune import TuneSettings, tune
+
+        settings = TuneSettings(
+            seeds=common.int_list(seeds, "--seeds"),
+            conversations=conversations,
+            epochs=epochs,
+            rank=rank,
+            lr=lr,
+            max_steps=steps,
+        )
+        result = tune(settings, out, log=_silent if common.state.as_json else _progress)
+        if common.state.as_json:
+            print(json.dumps(result))
+            return
+        typer.echo(f"wrote {common.shown(out)}: {result['weights']} weights adapted")
+        typer.echo(
+            f"  {result['pairs']} pairs, {result['steps']} steps, loss "
+            f"{result['first_loss']} -> {result['last_loss']}, {result['seconds']} s"
+        )
+        typer.echo(f"  use it with: ENGRAM_EMBEDDER__ADAPTER={common.shown(out)}")
+
+    run()
 
 
 @models_app.command("ls")

@@ -26,14 +26,18 @@ def _sentence_transformers(cfg: EmbedderConfig) -> Embedder:
 
         torch.set_num_threads(cfg.bulk_threads)
     return SentenceTransformerEmbedder(
-        cfg.model, device=cfg.device, batch_size=cfg.batch_size, precision=cfg.precision
+        cfg.model,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        adapter=cfg.adapter,
     )
 
 
 def _numpy_bert(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.numpy_bert import NumpyBertEmbedder
 
-    return NumpyBertEmbedder(cfg.model, batch_size=cfg.batch_size)
+    return NumpyBertEmbedder(cfg.model, batch_size=cfg.batch_size, adapter=cfg.adapter)
 
 
 def _coalesced(cfg: EmbedderConfig, embedder: Embedder) -> Embedder:
@@ -57,6 +61,9 @@ def _local(cfg: EmbedderConfig) -> Embedder:
 def _openai(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.openai import OpenAIEmbedder
 
+    if cfg.adapter not in ("auto", "none"):
+        raise ConfigError("embedder.adapter changes a local encoder's weights; 'openai' has none")
+
     return OpenAIEmbedder(
         cfg.model, cfg.base_url, cfg.api_key, cfg.dimensions, cfg.batch_size, cfg.timeout_s
     )
@@ -69,8 +76,18 @@ register_embedder("sentence-transformers", _sentence_transformers)
 register_embedder("openai", _openai)
 
 
-def build_embedder(cfg: EmbedderConfig) -> Embedder:
-    """Construct the configured embedder, wrapped in the LRU cache when enabled."""
+def build_embedder(cfg: EmbedderConfig, recorded: str | None = None) -> Embedder:
+    """Construct the configured embedder, wrapped in the LRU cache when enabled. `recorded`:
+    the embedder a store's vectors are of, which `adapter = "auto"` follows."""
+    if cfg.adapter == "auto":
+        from engram.embed.adapter import resolve
+        from engram.embed.local import DEFAULT_MODEL_NAME
+
+        cfg = cfg.model_copy(
+            update={
+                "adapter": resolve(cfg.adapter, cfg.model, recorded, DEFAULT_MODEL_NAME) or "none"
+            }
+        )
     factory = EMBEDDERS.get(cfg.provider)
     if factory is None:
         raise ConfigError(f"unknown embedder provider {cfg.provider!r}; known: {sorted(EMBEDDERS)}")

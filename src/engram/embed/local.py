@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from engram.embed.adapter import adapter_for
 from engram.embed.base import Embedder, EmbeddingError
 from engram.errors import ConfigError, MissingExtraError
 from engram.quiet import silence_libraries
@@ -55,6 +56,7 @@ class SentenceTransformerEmbedder(Embedder):
         device: str = "cpu",
         batch_size: int = 32,
         precision: str = "auto",
+        adapter: str = "auto",
     ):
         path = Path(model).expanduser() if model else packaged_model_path()
         if not path.is_dir():
@@ -81,6 +83,10 @@ class SentenceTransformerEmbedder(Embedder):
             raise EmbeddingError(f"model at {path} does not report an embedding dimension")
         self.dim = int(dim)
         self.name = DEFAULT_MODEL_NAME if model is None else path.name
+        self.adapter = adapter_for(adapter, model, self.name)
+        if self.adapter is not None:
+            self.adapter.apply_torch(self._model[0].auto_model)
+            self.name = f"{self.name}+{self.adapter.name}"
         self.batch_size = batch_size
         self.autocast = _use_bf16(precision, device)
         self._bf16 = _Bf16MeanPooled.of(self._model) if self.autocast else None

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engram.embed.adapter import Adapter, adapter_for
 from engram.embed.base import Embedder, EmbeddingError
 from engram.embed.local import DEFAULT_MODEL_NAME, packaged_model_path
 from engram.errors import ConfigError, MissingExtraError
@@ -62,10 +63,16 @@ def _check_mean_pooling(path: Path) -> None:
             f"{path} has no 1_Pooling/config.json; use provider 'sentence-transformers'"
         )
     modes = _read_json(pooling)
-    others = [
-        k for k, v in modes.items() if k.startswith("pooling_mode") and v and "mean_tokens" not in k
-    ]
-    if not modes.get("pooling_mode_mean_tokens") or others:
+    if "pooling_mode" in modes:  # sentence-transformers >= 5 saves one mode by name
+        mean = modes["pooling_mode"] == "mean"
+    else:  # older ones save one flag per mode
+        others = [
+            k
+            for k, v in modes.items()
+            if k.startswith("pooling_mode") and v and "mean_tokens" not in k
+        ]
+        mean = bool(modes.get("pooling_mode_mean_tokens")) and not others
+    if not mean:
         raise ConfigError(
             f"{path} does not use mean pooling alone; use provider 'sentence-transformers'"
         )
@@ -74,7 +81,7 @@ def _check_mean_pooling(path: Path) -> None:
 class NumpyBertEmbedder(Embedder):
     """A sentence-transformers BERT model (mean pooling) evaluated with numpy matmuls."""
 
-    def __init__(self, model: str | None = None, batch_size: int = 32):
+    def __init__(self, model: str | None = None, batch_size: int = 32, adapter: str = "auto"):
         path = Path(model).expanduser() if model else packaged_model_path()
         if not path.is_dir():
             raise ConfigError(
@@ -98,12 +105,15 @@ class NumpyBertEmbedder(Embedder):
         self.dim = int(config["hidden_size"])
         self.name = DEFAULT_MODEL_NAME if model is None else path.name
         self.batch_size = batch_size
-        self._weights = self._load_weights(path)
+        self.adapter = adapter_for(adapter, model, self.name)
+        if self.adapter is not None:
+            self.name = f"{self.name}+{self.adapter.name}"
+        self._weights = self._load_weights(path, self.adapter)
         self._tokenizer = self._load_tokenizer(path)
         self._lock = threading.Lock()
 
     @staticmethod
-    def _load_weights(path: Path) -> dict[str, np.ndarray]:
+    def _load_weights(path: Path, adapter: Adapter | None) -> dict[str, np.ndarray]:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
@@ -114,6 +124,8 @@ class NumpyBertEmbedder(Embedder):
             raise ConfigError(f"cannot load {file}: {err}") from err
         # sentence-transformers saves `BertModel` weights with or without a "bert." prefix
         weights = {k.removeprefix("bert."): v for k, v in raw.items()}
+        if adapter is not None:
+            weights = adapter.apply(weights)
         # pre-transpose linear weights once: x @ W.T on every call would copy them
         return {
             k: (np.ascontiguousarray(v.T) if v.ndim == 2 and k.startswith("encoder.") else v)

@@ -157,6 +157,9 @@ class Store(Protocol):
     def check_embedder(self, name: str, dim: int) -> None:
         """Record the embedder on first use; raise EmbedderMismatchError on a different one."""
 
+    def recorded_embedder(self) -> str | None:
+        """The name of the embedder the store's vectors are of; None before the first one."""
+
     def cube_id(self, owner: str, create: bool = False) -> int | None:
         """The numeric id of a cube, creating it when asked; None if absent."""
 

@@ -188,6 +188,10 @@ class SQLiteStore(QueueMixin, RetentionMixin, FeedbackMixin, MountsMixin):
 
     # -- identity ---------------------------------------------------------------------
 
+    def recorded_embedder(self) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = 'embedder.name'")
+        return str(rows[0][0]) if rows else None
+
     def check_embedder(self, name: str, dim: int) -> None:
         query = "SELECT key, value FROM meta WHERE key LIKE 'embedder.%'"
         rows = dict(self._read(query))  # recorded already: no write lock needed

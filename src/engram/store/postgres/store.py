@@ -87,6 +87,12 @@ class PostgresStore(LifecycleMethods, QueueMethods, MountMethods):
 
     # -- identity ---------------------------------------------------------------------
 
+    def recorded_embedder(self) -> str | None:
+        with self.db.tx(ALL_OWNERS) as cur:
+            cur.execute("SELECT value FROM meta WHERE key = 'embedder.name'")
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
     def check_embedder(self, name: str, dim: int) -> None:
         with self.db.tx(ALL_OWNERS) as cur:
             cur.execute(
