@@ -245,7 +245,7 @@ def test_commands_that_do_not_embed_never_load_the_model(home: Path, tmp_path: P
     other = ok_json(home, "add", "another", "-u", "alice")[0]["id"]
     import engram.cli.common
 
-    def no_model(settings: str):
+    def no_model(settings: str, recorded: str | None = None):
         raise AssertionError("the embedding model was loaded")
 
     monkeypatch.setattr(engram.cli.common, "_embedder", no_model)

@@ -384,3 +384,16 @@ def test_artifact_provenance(store: Store) -> None:
     store.forget_artifact("activation", "user:a", "block-1")
     assert [a.artifact for a in store.artifacts()] == ["v1"]
     assert isinstance(store.artifacts()[0].created_at, str)
+
+
+def test_the_recorded_embedder_is_read_back(store: Store) -> None:
+    """What `embedder.adapter = "auto"` follows: none before the first check, then the
+    first embedder's name, which a second, different one does not replace."""
+    from engram.errors import EmbedderMismatchError
+
+    assert store.recorded_embedder() is None
+    store.check_embedder("enc+conv-v1", DIM)
+    assert store.recorded_embedder() == "enc+conv-v1"
+    with pytest.raises(EmbedderMismatchError):
+        store.check_embedder("enc", DIM)
+    assert store.recorded_embedder() == "enc+conv-v1"

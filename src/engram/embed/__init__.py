@@ -61,8 +61,6 @@ def _local(cfg: EmbedderConfig) -> Embedder:
 def _openai(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.openai import OpenAIEmbedder
 
-    if cfg.adapter not in ("auto", "none"):
-        raise ConfigError("embedder.adapter changes a local encoder's weights; 'openai' has none")
 
     return OpenAIEmbedder(
         cfg.model, cfg.base_url, cfg.api_key, cfg.dimensions, cfg.batch_size, cfg.timeout_s
@@ -71,6 +69,7 @@ def _openai(cfg: EmbedderConfig) -> Embedder:
 
 register_embedder("local", _local)
 SELF_COALESCING = {"local"}  # factories that put the coalescer where it belongs themselves
+ADAPTABLE = {"local", "numpy-bert", "sentence-transformers"}  # take embedder.adapter
 register_embedder("numpy-bert", _numpy_bert)
 register_embedder("sentence-transformers", _sentence_transformers)
 register_embedder("openai", _openai)
@@ -79,15 +78,18 @@ register_embedder("openai", _openai)
 def build_embedder(cfg: EmbedderConfig, recorded: str | None = None) -> Embedder:
     """Construct the configured embedder, wrapped in the LRU cache when enabled. `recorded`:
     the embedder a store's vectors are of, which `adapter = "auto"` follows."""
+    if cfg.provider not in ADAPTABLE and cfg.adapter not in ("auto", "none"):
+        raise ConfigError(
+            f"embedder.adapter changes a local encoder's weights; {cfg.provider!r} has none"
+        )
     if cfg.adapter == "auto":
         from engram.embed.adapter import resolve
         from engram.embed.local import DEFAULT_MODEL_NAME
 
-        cfg = cfg.model_copy(
-            update={
-                "adapter": resolve(cfg.adapter, cfg.model, recorded, DEFAULT_MODEL_NAME) or "none"
-            }
-        )
+        chosen = None
+        if cfg.provider in ADAPTABLE:
+            chosen = resolve(cfg.adapter, cfg.model, recorded, DEFAULT_MODEL_NAME)
+        cfg = cfg.model_copy(update={"adapter": chosen or "none"})
     factory = EMBEDDERS.get(cfg.provider)
     if factory is None:
         raise ConfigError(f"unknown embedder provider {cfg.provider!r}; known: {sorted(EMBEDDERS)}")
