@@ -125,3 +125,16 @@ def test_tune_embedder_writes_an_adapter_that_loads(tmp_path: Path) -> None:
     assert cosines.min() < 1 - 1e-6  # two steps moved the weights, a little
     bad = runner.invoke(app, [*args, "--seeds", "x"])
     assert bad.exit_code == 2 and "comma-separated integers" in bad.output
+
+
+def test_auto_keeps_the_packaged_adapter_a_store_was_built_with() -> None:
+    from engram.embed.adapter import resolve
+
+    base = "all-MiniLM-L6-v2"
+    assert resolve("auto", None, None, base) == DEFAULT_ADAPTER  # a new store
+    assert resolve("auto", None, base, base) is None  # built plain
+    assert resolve("auto", None, f"{base}+conv-v1", base) == "conv-v1"  # even if not default
+    assert resolve("auto", None, f"{base}+mine", base) == DEFAULT_ADAPTER  # mismatch, refused
+    assert resolve("auto", "/models/other", None, base) is None  # adapters fit MiniLM only
+    assert resolve("none", None, None, base) is None
+    assert resolve("/a/file.safetensors", None, base, base) == "/a/file.safetensors"

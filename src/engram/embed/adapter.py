@@ -75,13 +75,17 @@ class Adapter:
 
 def resolve(setting: str, model: str | None, recorded: str | None, base_name: str) -> str | None:
     """The adapter to load: None for none. `auto` means the packaged default on the packaged
-    model, unless the store's vectors were made by the plain model (`recorded`)."""
+    model, unless the store's vectors (`recorded`) were made by the plain model or by
+    another packaged adapter, which it keeps: a newer default never strands a store."""
     if setting == NONE:
         return None
     if setting != AUTO:
         return setting
     if model is not None or recorded == base_name:
         return None
+    kept = (recorded or "").removeprefix(f"{base_name}+")
+    if recorded and kept != recorded and (PACKAGED_DIR / f"{kept}.safetensors").is_file():
+        return kept
     return DEFAULT_ADAPTER
 
 
