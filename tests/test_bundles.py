@@ -262,7 +262,7 @@ def test_another_embedder_at_the_target_re_embeds(
     try:
         report = target.import_cube(bundle)
         assert report.reembedded and "re-embedded" in report.notes[0]
-        assert "all-MiniLM-L6-v2+conv-v1 (384-d)" in report.notes[0]
+        assert "all-MiniLM-L6-v2+conv-v2 (384-d)" in report.notes[0]
         hits = target.search("Tomas dog", user_id=USER, k=3)
         assert hits and all(h.memory for h in hits)
         with _open(source, embedder) as m:

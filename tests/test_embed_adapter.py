@@ -1,5 +1,6 @@
-"""The packaged embedder adapter (conv-v1): both encoders load it, stores keep the vectors
-they were built with, and `engram models tune-embedder` makes adapters that load."""
+"""The packaged embedder adapter (conv-v2, the default): both encoders load it, stores
+keep the vectors they were built with, and `engram models tune-embedder` makes adapters
+that load."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ def test_both_encoders_load_the_default_adapter_and_agree() -> None:
 
 
 def test_the_adapter_finds_paraphrased_evidence_the_plain_model_misses() -> None:
-    """On generated conversations it never saw (seed 7; it was trained on seeds 1-3), the
-    adapted encoder ranks a question's evidence turn higher than the plain one does."""
+    """On generated conversations it never saw (seed 7), the
+    adapted encoder ranks a question's evidence turn higher than the plain one does (it
+    was trained on seeds 1-6)."""
     sample = generate(7, 1)[0]
     turns = {
         t["dia_id"]: f"{t['speaker']}: {t['text']}"

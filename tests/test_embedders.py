@@ -34,7 +34,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_default_embedder_is_minilm(embedder: Embedder) -> None:
-    assert embedder.name == "all-MiniLM-L6-v2+conv-v1"  # the packaged adapter (auto)
+    assert embedder.name == "all-MiniLM-L6-v2+conv-v2"  # the packaged adapter (auto)
     assert embedder.dim == 384
     vectors = embedder.embed(["hello world", "another sentence", "ünïcödé ☃ text"])
     assert vectors.shape == (3, 384)

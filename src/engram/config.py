@@ -71,9 +71,9 @@ class EmbedderConfig(_Section):
     )
     adapter: str = Field(
         default="auto",
-        description="A low-rank weight delta for the local encoder: 'conv-v1' (packaged: "
-        "tuned on generated conversations, docs/retrieval.md), a path to an adapter file, "
-        "'none', or 'auto' (conv-v1 on the packaged model, except for a store whose vectors "
+        description="A low-rank weight delta for the local encoder: 'conv-v2' or 'conv-v1' "
+        "(packaged: tuned on generated conversations, docs/retrieval.md), an adapter file, "
+        "'none', or 'auto' (conv-v2 on the packaged model, except for a store whose vectors "
         "were made without it).",
     )
     coalesce: bool = Field(

@@ -4,13 +4,14 @@ An adapter is a safetensors file of LoRA factors: for each adapted linear layer 
 `name.lora_A` (rank x in) and `name.lora_B` (out x rank), with the scale folded into B, and
 metadata naming the base model and how the adapter was made. Loading adds `B @ A` to the
 base weight once (both encoders, numpy and torch), so an adapted encoder costs nothing
-extra per text. The packaged `conv-v1` was trained by `engram models tune-embedder` on the
-project's generated conversations (docs/retrieval.md); its vectors are another space than
-the plain model's, so its name joins the embedder's (`all-MiniLM-L6-v2+conv-v1`) and a store
+extra per text. The packaged `conv-v2` (and `conv-v1`, on half its data) was trained by
+`engram models tune-embedder` on the project's generated conversations
+(docs/retrieval.md); its vectors are another space than
+the plain model's, so its name joins the embedder's (`all-MiniLM-L6-v2+conv-v2`) and a store
 records which one built it.
 
-`auto` (the default) uses `conv-v1` for a new store and the plain model for a store built
-with it before the adapter existed, so upgrading never strands a store's vectors.
+`auto` (the default) uses `conv-v2` for a new store; a store built with the plain model or
+another packaged adapter keeps it, so upgrading never strands a store's vectors.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from engram.errors import ConfigError
 
-DEFAULT_ADAPTER = "conv-v1"
+DEFAULT_ADAPTER = "conv-v2"
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "data" / "embedders"
 AUTO, NONE = "auto", "none"
 

@@ -5,7 +5,8 @@ conversation, as in multiple-negatives ranking) of LoRA factors on every linear 
 all-MiniLM-L6-v2, from (question, evidence turn) pairs of the project's generated
 conversations (`engram bench devset`; never LoCoMo text). The result is an adapter file
 (engram.embed.adapter) that `embedder.adapter` selects; the packaged `conv-v1` is this
-command with its defaults (seeds 1-3: seed 0 is the generated set the benchmarks score).
+command with its defaults and `conv-v2` (the default) with `--seeds 1,2,3,4,5,6` (seed 0
+is the generated set the benchmarks score).
 """
 
 from __future__ import annotations
