@@ -61,7 +61,6 @@ def _local(cfg: EmbedderConfig) -> Embedder:
 def _openai(cfg: EmbedderConfig) -> Embedder:
     from engram.embed.openai import OpenAIEmbedder
 
-
     return OpenAIEmbedder(
         cfg.model, cfg.base_url, cfg.api_key, cfg.dimensions, cfg.batch_size, cfg.timeout_s
     )

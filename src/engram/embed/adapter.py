@@ -38,11 +38,6 @@ class Adapter:
     factors: dict[str, tuple[np.ndarray, np.ndarray]]  # weight name -> (A, B)
     info: dict[str, Any]
 
-    def delta(self, weight: str) -> np.ndarray | None:
-        """The float32 change to `weight` (out x in, as stored), or None if not adapted."""
-        pair = self.factors.get(weight)
-        return None if pair is None else (pair[1] @ pair[0]).astype(np.float32)
-
     def apply(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`weights` (name -> out x in array) with every adapted weight changed."""
         missing = sorted(set(self.factors) - set(weights))

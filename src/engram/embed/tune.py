@@ -49,16 +49,17 @@ class TuneSettings:
 
 
 def triplets(settings: TuneSettings, rng: random.Random) -> list[tuple[str, str, str]]:
-    """(question, an evidence turn, another turn of the same conversation), as memories
-    are embedded: "Speaker: text"."""
+    """(question, an evidence turn, another turn of the same conversation), each turn as
+    ingest embeds it (`index_text`: "Speaker: text")."""
     from engram.bench.devset import generate
+    from engram.text.ingest import index_text
 
     out: list[tuple[str, str, str]] = []
     for seed in settings.seeds:
         for sample in generate(seed, settings.conversations):
             conv = sample["conversation"]
             text = {
-                turn["dia_id"]: f"{turn['speaker']}: {turn['text']}"
+                turn["dia_id"]: index_text(turn["text"], turn["speaker"])
                 for key, turns in conv.items()
                 if key.startswith("session_") and isinstance(turns, list)
                 for turn in turns
@@ -148,7 +149,7 @@ def tune(
     factors = {}
     scaling = lora.lora_alpha / lora.r
     for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+        if "default" in getattr(module, "lora_A", {}):
             a = module.lora_A["default"].weight.detach().numpy()
             b = module.lora_B["default"].weight.detach().numpy() * scaling
             if not b.any():  # never trained: the pooler, which mean pooling does not use
